@@ -1,0 +1,1 @@
+"""The screening engine: no torch, no Qt."""
