@@ -1,0 +1,233 @@
+"""onnxruntime inference behind the model contract.
+
+:class:`Classifier` opens a model file, reads and checks its contract, picks the execution
+provider (``auto | cuda | cpu``) and reports the one actually used. :meth:`Classifier.predict`
+returns, per picture, the class probabilities and the feature maps that make Grad-CAM exact
+(:mod:`brainscan.engine.cam`), so changing the CAM class or method never re-runs the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from brainscan.engine.contract import CAM_WEIGHT, FEATURES, LOGITS, ModelContract, TensorSpec, check_graph
+from brainscan.engine.errors import DeviceError, ModelError
+from brainscan.engine.preprocess import to_model_input
+
+DEVICES = ("auto", "cuda", "cpu")
+_CUDA = "CUDAExecutionProvider"
+_CPU = "CPUExecutionProvider"
+
+
+@dataclass(frozen=True)
+class DeviceReport:
+    """Which device was asked for, which providers the session really uses, and why."""
+
+    requested: str
+    providers: tuple[str, ...]
+    note: str = ""
+
+    @property
+    def used(self) -> str:
+        return "cuda" if self.providers and self.providers[0] == _CUDA else "cpu"
+
+    def describe(self) -> str:
+        text = f"{self.used.upper()} ({', '.join(self.providers)})"
+        return f"{text}: {self.note}" if self.note else text
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One picture's result: probabilities (K), logits (K) and the CAM feature maps (C x h x w)."""
+
+    probabilities: np.ndarray
+    logits: np.ndarray
+    features: np.ndarray
+
+    @property
+    def label_index(self) -> int:
+        return int(np.argmax(self.probabilities))
+
+    @property
+    def confidence(self) -> float:
+        return float(np.max(self.probabilities))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _choose_providers(device: str) -> tuple[list[str], str]:
+    if device not in DEVICES:
+        raise DeviceError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    available = ort.get_available_providers()
+    if device == "cpu":
+        return [_CPU], ""
+    if _CUDA in available:
+        return [_CUDA, _CPU], ""
+    if device == "cuda":
+        return [_CPU], (
+            "CUDA was requested but this onnxruntime build has no CUDA provider "
+            f"(available: {', '.join(available)}); install onnxruntime-gpu instead of onnxruntime "
+            "to use an NVIDIA GPU. Running on the CPU."
+        )
+    return [_CPU], ""
+
+
+def _session_options(threads: int | None) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    return options
+
+
+class Classifier:
+    """A checked ONNX model ready to classify 8-bit pictures.
+
+    Parameters
+    ----------
+    model_path:
+        An ONNX file exported by the trainer (it carries its contract).
+    device:
+        ``"auto"`` (CUDA when onnxruntime can use it, else CPU), ``"cuda"`` or ``"cpu"``.
+    threads:
+        onnxruntime intra-op threads (default: onnxruntime's choice, one per core).
+
+    Raises
+    ------
+    ModelError
+        The file is missing, not ONNX, has no contract, or its graph does not match the contract.
+    DeviceError
+        The device name is unknown.
+    """
+
+    def __init__(self, model_path: str | Path, device: str = "auto", threads: int | None = None) -> None:
+        self.model_path = Path(model_path)
+        if not self.model_path.is_file():
+            raise ModelError(
+                f"{self.model_path}: model file not found; pass an exported .onnx with --model "
+                "(the shipped default lives in resources/models/)"
+            )
+        providers, note = _choose_providers(device)
+        try:
+            self.session = ort.InferenceSession(
+                os.fspath(self.model_path), sess_options=_session_options(threads), providers=providers
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
+            raise ModelError(
+                f"{self.model_path}: not a usable ONNX model ({type(exc).__name__}: {str(exc)[:200]}); "
+                "the file may be truncated or not a model: re-export or re-download it"
+            ) from exc
+        used = tuple(self.session.get_providers())
+        if device in ("auto", "cuda") and _CUDA in providers and (not used or used[0] != _CUDA):
+            note = (
+                "CUDA was requested and onnxruntime-gpu is installed, but the CUDA provider could not start "
+                "(the CUDA and cuDNN libraries it needs are missing or do not match); running on the CPU."
+            )
+        self.device = DeviceReport(requested=device, providers=used, note=note)
+        source = str(self.model_path)
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        self.contract = ModelContract.from_metadata(metadata, source=source)
+        check_graph(
+            self.contract,
+            [TensorSpec(i.name, i.shape) for i in self.session.get_inputs()],
+            [TensorSpec(o.name, o.shape) for o in self.session.get_outputs()],
+            source=source,
+        )
+        self.input_name = self.session.get_inputs()[0].name
+        self._cam_weight: np.ndarray | None = None
+        self._sha256: str | None = None
+
+    @property
+    def sha256(self) -> str:
+        if self._sha256 is None:
+            self._sha256 = file_sha256(self.model_path)
+        return self._sha256
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.contract.classes
+
+    @property
+    def cam_weight(self) -> np.ndarray:
+        """The classifier weight (K x C) that makes Grad-CAM exact; read from the graph once."""
+        if self._cam_weight is None:
+            height, width = self.contract.input_size
+            dummy = np.zeros((1, 3, height, width), dtype=np.float32)
+            (self._cam_weight,) = self.session.run([CAM_WEIGHT], {self.input_name: dummy})
+        return self._cam_weight
+
+    def run_tensor(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw outputs for a normalised batch: ``(logits N x K, features N x C x h x w)``."""
+        logits, features, weight = self.session.run([LOGITS, FEATURES, CAM_WEIGHT], {self.input_name: tensor})
+        if self._cam_weight is None:
+            self._cam_weight = weight
+        return logits, features
+
+    def predict(self, pictures: list[np.ndarray]) -> list[Prediction]:
+        """Classify 8-bit RGB pictures (any size); applies the contract's test-time augmentation."""
+        if not pictures:
+            return []
+        tensor = to_model_input(pictures, self.contract)
+        count = len(pictures)
+        if "hflip" in self.contract.test_time_augmentation:
+            logits, features = self.run_tensor(np.concatenate([tensor, tensor[..., ::-1]]))
+            probabilities = (softmax(logits[:count]) + softmax(logits[count:])) / 2
+            logits, features = (logits[:count] + logits[count:]) / 2, features[:count]
+        else:
+            logits, features = self.run_tensor(tensor)
+            probabilities = softmax(logits)
+        return [Prediction(probabilities[i], logits[i], features[i]) for i in range(count)]
+
+    def model_card(self) -> dict[str, object]:
+        """What a person needs to judge the model: identity, classes, provenance and metrics."""
+        c = self.contract
+        return {
+            "name": c.name,
+            "version": c.version,
+            "task": c.task,
+            "classes": list(c.classes),
+            "architecture": c.architecture,
+            "input_size": list(c.input_size),
+            "test_time_augmentation": list(c.test_time_augmentation),
+            "file": str(self.model_path),
+            "sha256": self.sha256,
+            "metrics": dict(c.metrics),
+            "training": dict(c.training),
+            "intended_use": c.intended_use,
+            "picture": c.picture,
+        }
+
+
+def negative_class_index(classes: tuple[str, ...]) -> int | None:
+    """The index of the 'no tumour' class, if the model has one (for the tumour probability)."""
+    for index, name in enumerate(classes):
+        if name.lower().replace("_", "").replace(" ", "") in {"notumor", "notumour", "no", "healthy", "normal"}:
+            return index
+    return None
+
+
+def tumour_probability(probabilities: np.ndarray, classes: tuple[str, ...]) -> float:
+    """Probability of any tumour: ``1 - p(no tumour)``, or the top probability without such a class."""
+    negative = negative_class_index(classes)
+    if negative is None:
+        return float(np.max(probabilities))
+    return float(1.0 - probabilities[negative])
