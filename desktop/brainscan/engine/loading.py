@@ -1,0 +1,384 @@
+"""The engine's image input: find the pictures to screen, and decode them.
+
+:func:`discover` turns files and folders into :class:`FrameRef` items, one per 2-D picture (an
+image file, or one frame or slice of DICOM), with DICOM series in anatomical order, without
+decoding any pixel. :func:`load_frame` decodes one of them into a :class:`Frame`, whose
+``picture`` is what the model sees (:data:`brainscan.engine.contract.PICTURE_RULE`). Every
+problem with a file is raised as an :class:`~brainscan.engine.errors.InputError` subclass that
+names the file and says what to do; nothing large is cached, so memory stays flat over a batch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from brainscan.engine import dicom_pixels, dicom_series, raster
+from brainscan.engine.errors import CorruptImageError, DicomError, InputError, NotAnImageError
+
+# Shown with a frame: acquisition facts, never a person.
+DISPLAY_KEYWORDS = (
+    "Modality",
+    "SOPClassUID",
+    "Manufacturer",
+    "ManufacturerModelName",
+    "MagneticFieldStrength",
+    "BodyPartExamined",
+    "ProtocolName",
+    "SeriesDescription",
+    "SeriesNumber",
+    "ImageType",
+    "InstanceNumber",
+    "SliceLocation",
+    "SliceThickness",
+    "PixelSpacing",
+    "Rows",
+    "Columns",
+    "BitsStored",
+    "PhotometricInterpretation",
+    "RescaleSlope",
+    "RescaleIntercept",
+    "WindowCenter",
+    "WindowWidth",
+)
+# Kept apart so that outputs can leave them out.
+IDENTIFIER_KEYWORDS = (
+    "PatientName",
+    "PatientID",
+    "OtherPatientIDs",
+    "IssuerOfPatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "PatientAge",
+    "PatientAddress",
+    "AccessionNumber",
+    "StudyInstanceUID",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+    "SeriesDate",
+    "AcquisitionDate",
+    "ContentDate",
+    "InstitutionName",
+    "InstitutionAddress",
+    "ReferringPhysicianName",
+    "PerformingPhysicianName",
+    "OperatorsName",
+    "StationName",
+    "DeviceSerialNumber",
+)
+KINDS = ("raster", "dicom", "unknown")
+DEFER_SIZE = "256 KB"  # pixel data is read only once the size guard has passed
+
+
+@dataclass(frozen=True)
+class FrameRef:
+    """One 2-D picture to classify: an image file, or one frame or slice of DICOM."""
+
+    path: Path
+    frame: int = 0  # frame index in a multi-frame DICOM, else 0
+    kind: str = "raster"  # "raster" | "dicom" | "unknown"
+    series_uid: str = ""  # DICOM Series Instance UID ("" for raster)
+    series_index: int = 0  # position of this slice within its sorted series (0-based)
+    series_length: int = 1
+
+
+@dataclass
+class Frame:
+    """A decoded picture and what a viewer needs to show it."""
+
+    ref: FrameRef
+    picture: np.ndarray  # uint8 H x W x 3, what the model sees (PICTURE_RULE)
+    values: (
+        np.ndarray | None
+    )  # float32 H x W modality values for window/level; None for colour and 8-bit raster
+    window: tuple[float, float] | None  # (center, width) in `values` used to make `picture`
+    window_source: str  # "tags" | "percentile" | "none"
+    tags: dict[str, str]  # display tags, no patient identifiers
+    identifiers: dict[str, str] = field(default_factory=dict)  # patient and study identifiers, kept apart
+    inverted: bool = False  # MONOCHROME1: `values` are shown inverted (low values bright)
+
+
+# -- discovery ---------------------------------------------------------------------------------
+def iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:
+    """Files named, and files inside folders named (recursed in sorted order).
+
+    Inside folders, dotfiles, dot-folders and DICOMDIR files are skipped, symbolic links to
+    folders are followed once (no loops), and every file is yielded once; a file named
+    explicitly is always yielded.
+
+    Raises
+    ------
+    InputError
+        A path that does not exist.
+    """
+    seen_files: set[str] = set()
+    seen_dirs: set[str] = set()
+    for item in paths:
+        path = Path(item)
+        if path.is_dir():
+            yield from _walk(path, seen_dirs, seen_files)
+        elif path.exists():
+            key = os.path.realpath(path)
+            if key not in seen_files:
+                seen_files.add(key)
+                yield path
+        else:
+            raise InputError(path, "does not exist", "check the path and that the drive is connected")
+
+
+def _walk(root: Path, seen_dirs: set[str], seen_files: set[str]) -> Iterator[Path]:
+    for directory, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(directory)
+        if real in seen_dirs:
+            dirnames[:] = []
+            continue
+        seen_dirs.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith(".") or name.upper() == "DICOMDIR":
+                continue
+            path = Path(directory, name)
+            key = os.path.realpath(path)
+            if key not in seen_files and os.path.isfile(path):
+                seen_files.add(key)
+                yield path
+
+
+def kind_of(sniffed: str) -> str:
+    """:func:`raster.sniff` result to a FrameRef kind."""
+    if sniffed in raster.RASTER_FORMATS:
+        return "raster"
+    if sniffed in ("dicom", "dicom-raw"):
+        return "dicom"
+    return "unknown"
+
+
+def _dicom_headers(path: Path, sniffed: str) -> list[dicom_series.SliceHeader] | None:
+    """Slice headers of a DICOM file, or None when its header cannot be read."""
+    try:
+        ds = dicom_series.read_header(path, force=sniffed == "dicom-raw")
+    except Exception:  # any header problem is reported by load_frame, with the file named
+        return None
+    if sniffed == "dicom-raw" and not is_plausible_dicom(ds):
+        return None
+    return dicom_series.headers_from_dataset(ds, path)
+
+
+def is_plausible_dicom(ds: Dataset) -> bool:
+    """Whether a dataset read with force=True really is DICOM (it knows its class or its image)."""
+    return any(keyword in ds for keyword in ("SOPClassUID", "Rows", "Modality", "SeriesInstanceUID"))
+
+
+def discover(paths: Iterable[str | Path]) -> list[FrameRef]:
+    """Every picture to screen under ``paths``, without decoding pixels.
+
+    Raster files give one :class:`FrameRef` each; DICOM files one per frame, grouped by series
+    and sorted along the slice normal (see :mod:`brainscan.engine.dicom_series`), each series
+    placed where its first file was found; unrecognisable files a ``kind="unknown"`` ref, so
+    that every file gets a result (:func:`load_frame` explains what is wrong with it).
+
+    Raises
+    ------
+    InputError
+        A path that does not exist.
+    """
+    slots: list[FrameRef | str] = []  # a ref, or the key of a series placed here
+    series: dict[str, list[dicom_series.SliceHeader]] = {}
+    for path in iter_files(paths):
+        try:
+            sniffed = raster.sniff_file(path)
+        except InputError:
+            sniffed = "unknown"
+        headers = _dicom_headers(path, sniffed) if kind_of(sniffed) == "dicom" else None
+        if headers is None:
+            slots.append(FrameRef(path, kind="dicom" if sniffed == "dicom" else kind_of(sniffed)))
+            continue
+        for header in headers:
+            key = dicom_series.series_key(header)
+            if key not in series:
+                series[key] = []
+                slots.append(key)
+            series[key].append(header)
+    refs: list[FrameRef] = []
+    for slot in slots:
+        if isinstance(slot, FrameRef):
+            refs.append(slot)
+        else:
+            refs.extend(_series_refs(series[slot]))
+    return refs
+
+
+def _series_refs(headers: list[dicom_series.SliceHeader]) -> list[FrameRef]:
+    ordered, _method = dicom_series.sort_series(headers)
+    return [
+        FrameRef(
+            h.path,
+            frame=h.frame,
+            kind="dicom",
+            series_uid=h.series_uid,
+            series_index=i,
+            series_length=len(ordered),
+        )
+        for i, h in enumerate(ordered)
+    ]
+
+
+# -- loading -------------------------------------------------------------------------------------
+def load_frame(ref: FrameRef) -> Frame:
+    """Decode one picture.
+
+    The format is sniffed again from the content (``ref.kind`` is only a hint).
+
+    Raises
+    ------
+    InputError
+        Only its subclasses, for any problem with the file: :class:`NotAnImageError`,
+        :class:`CorruptImageError`, :class:`ImageTooLargeError`, :class:`DicomError`.
+    """
+    path = Path(ref.path)
+    sniffed = raster.sniff_file(path)
+    raster.check_file_size(path)
+    if sniffed in raster.RASTER_FORMATS:
+        return _load_raster(ref)
+    if sniffed in ("dicom", "dicom-raw"):
+        return _load_dicom(ref, force=sniffed == "dicom-raw")
+    raise NotAnImageError(
+        path, f"is not a {raster.SUPPORTED} file", "leave it out, or convert it to PNG or DICOM"
+    )
+
+
+def load_picture(path: str | Path) -> np.ndarray:
+    """The 8-bit RGB picture (H x W x 3 uint8) of a file's first frame."""
+    return load_frame(FrameRef(Path(path), kind=kind_of(raster.sniff_file(Path(path))))).picture
+
+
+def _load_raster(ref: FrameRef) -> Frame:
+    try:
+        image = raster.decode_raster(ref.path)
+    except InputError:
+        raise
+    except Exception as exc:
+        raise CorruptImageError(
+            ref.path, f"cannot be decoded ({type(exc).__name__}: {exc})", raster.RECOPY
+        ) from exc
+    height, width = image.picture.shape[:2]
+    window = (image.window.center, image.window.width) if image.window else None
+    return Frame(
+        ref=ref,
+        picture=image.picture,
+        values=image.values,
+        window=window,
+        window_source=image.window.source if image.window else "none",
+        tags={"Format": image.description, "Size": f"{width} x {height}"},
+        identifiers={},
+    )
+
+
+def read_dicom(path: Path, *, force: bool = False) -> Dataset:
+    """A DICOM file with its pixel data deferred (read only when decoded).
+
+    Raises
+    ------
+    NotAnImageError
+        Not DICOM after all.
+    CorruptImageError
+        A header that cannot be parsed.
+    """
+    try:
+        ds = pydicom.dcmread(path, force=force, defer_size=DEFER_SIZE)
+    except InvalidDicomError as exc:
+        raise NotAnImageError(path, f"is not a {raster.SUPPORTED} file ({exc})", "leave it out") from exc
+    except Exception as exc:
+        raise CorruptImageError(
+            path, f"its DICOM header cannot be read ({type(exc).__name__}: {exc})", raster.RECOPY
+        ) from exc
+    if force and not is_plausible_dicom(ds):
+        raise NotAnImageError(path, f"is not a {raster.SUPPORTED} file", "leave it out")
+    complete_transfer_syntax(ds)
+    return ds
+
+
+def complete_transfer_syntax(ds: Dataset) -> None:
+    """Give a bare dataset (no file meta) the native transfer syntax it was read with."""
+    if "TransferSyntaxUID" in getattr(ds, "file_meta", Dataset()):
+        return
+    implicit_vr, little_endian = ds.original_encoding
+    if implicit_vr is None:
+        return
+    if not hasattr(ds, "file_meta"):
+        ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = (
+        ImplicitVRLittleEndian
+        if implicit_vr
+        else ExplicitVRLittleEndian
+        if little_endian
+        else ExplicitVRBigEndian
+    )
+
+
+def _load_dicom(ref: FrameRef, *, force: bool) -> Frame:
+    ds = read_dicom(Path(ref.path), force=force)
+    try:
+        picture, values, window = dicom_pixels.to_picture(ds, ref.frame)
+    except InputError:
+        raise
+    except Exception as exc:
+        raise DicomError(
+            ref.path,
+            f"cannot be turned into a picture ({type(exc).__name__}: {exc})",
+            "check the file with `gdcminfo` or `dcmdump`; " + dicom_pixels.DECODER_FIX,
+        ) from exc
+    tags = display_tags(ds, ref.frame)
+    identifiers = dataset_strings(ds, IDENTIFIER_KEYWORDS)
+    return Frame(
+        ref=ref,
+        picture=picture,
+        values=values,
+        window=(window.center, window.width) if window else None,
+        window_source=window.source if window else "none",
+        tags=tags,
+        identifiers=identifiers,
+        inverted=values is not None and dicom_pixels.photometric(ds) == "MONOCHROME1",
+    )
+
+
+# -- tags ----------------------------------------------------------------------------------------
+def tag_text(value: object) -> str:
+    """A DICOM value as display text (multi-values joined by ``\\``)."""
+    if isinstance(value, MultiValue | list | tuple):
+        return "\\".join(str(v) for v in value)
+    if isinstance(value, bytes):
+        return value.decode("ascii", errors="replace")
+    return str(value)
+
+
+def dataset_strings(ds: Dataset, keywords: Iterable[str]) -> dict[str, str]:
+    """The present, non-empty values of ``keywords`` as text."""
+    result = {}
+    for keyword in keywords:
+        value = ds.get(keyword)
+        if value is not None and value != "":
+            result[keyword] = tag_text(value)
+    return result
+
+
+def display_tags(ds: Dataset, frame: int) -> dict[str, str]:
+    """The small display dict of a DICOM frame, free of patient identifiers."""
+    tags = dataset_strings(ds, DISPLAY_KEYWORDS)
+    if "SOPClassUID" in tags:
+        tags["SOPClassUID"] = getattr(ds.SOPClassUID, "name", tags["SOPClassUID"])
+    tags["TransferSyntax"] = dicom_pixels.transfer_syntax_label(ds)
+    frames = dicom_pixels.number_of_frames(ds)
+    if frames > 1:
+        tags["Frame"] = f"{frame + 1} of {frames}"
+    return tags
