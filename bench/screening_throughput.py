@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import onnxruntime as ort
+
 from brainscan.engine.inference import Classifier
 from brainscan.engine.loading import discover, load_frame
 from brainscan.engine.preprocess import to_model_input

@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-import dicom_factory as factory
 import pytest
+
+import dicom_factory as factory
 
 
 # -- image input (raster, DICOM) -----------------------------------------------------------------

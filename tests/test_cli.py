@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from brainscan.cli import main
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+from brainscan.cli import main
 from tiny_models import build_tiny_model
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"

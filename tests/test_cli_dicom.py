@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from brainscan.cli import main
 from tiny_models import FOUR_CLASSES, build_tiny_model
 

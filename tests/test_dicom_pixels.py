@@ -5,15 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-import dicom_factory as factory
 import numpy as np
 import pydicom
 import pytest
-from brainscan.engine import dicom_pixels as dp
-from brainscan.engine.errors import CorruptImageError, DicomError, ImageTooLargeError
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
+
+import dicom_factory as factory
+from brainscan.engine import dicom_pixels as dp
+from brainscan.engine.errors import CorruptImageError, DicomError, ImageTooLargeError
 
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"  # shipped inside the package
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import dicom_factory as factory
 import numpy as np
 import pytest
-from brainscan.engine import dicom_series as ds_
-from brainscan.engine.dicom_series import SliceHeader
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+
+import dicom_factory as factory
+from brainscan.engine import dicom_series as ds_
+from brainscan.engine.dicom_series import SliceHeader
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 SAGITTAL = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)

@@ -13,10 +13,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import cv2
-import dicom_factory as factory
 import numpy as np
 import pydicom
 import pytest
+from pydicom.encaps import encapsulate
+
+import dicom_factory as factory
 from brainscan.engine import dicom_pixels, loading
 from brainscan.engine.errors import (
     CorruptImageError,
@@ -26,7 +28,6 @@ from brainscan.engine.errors import (
     NotAnImageError,
 )
 from brainscan.engine.loading import Frame, FrameRef, discover, load_frame, load_picture
-from pydicom.encaps import encapsulate
 
 
 def only_ref(path: Path) -> FrameRef:

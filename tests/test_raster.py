@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from brainscan.engine import raster
 from brainscan.engine.errors import CorruptImageError, ImageTooLargeError, InputError, NotAnImageError
 

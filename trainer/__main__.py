@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from brainscan.engine.errors import BrainscanError
 
+from brainscan.engine.errors import BrainscanError
 from trainer.data import list_samples, read_picture
 from trainer.fit import FitConfig, load_checkpoint, run_fit
 from trainer.weights import OFFLINE_ARCHITECTURES, WEIGHT_SOURCES

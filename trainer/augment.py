@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+
 from brainscan.engine.contract import ModelContract
 from brainscan.engine.preprocess import normalize
 

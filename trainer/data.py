@@ -15,9 +15,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from brainscan.engine.contract import ModelContract
 from brainscan.engine.preprocess import resize_for_model
-
 from trainer.errors import TrainerError
 
 CLASSES_4 = ("glioma", "meningioma", "notumor", "pituitary")

@@ -18,6 +18,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
+from torch import nn
+
 from brainscan.engine.contract import (
     CAM_WEIGHT,
     FEATURES,
@@ -28,8 +30,6 @@ from brainscan.engine.contract import (
     check_graph,
 )
 from brainscan.engine.preprocess import to_model_input
-from torch import nn
-
 from trainer.errors import ExportCheckError
 from trainer.model import ExportWrapper, with_fixed_padding
 

@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from brainscan.engine.contract import ModelContract
 from torch import nn
 from tqdm import tqdm
 
+from brainscan.engine.contract import ModelContract
 from trainer.augment import AugmentConfig, augment_batch, plain_batch
 from trainer.data import CLASSES_4, DEFAULT_DATA, decoder_name, list_samples, load_pictures
 from trainer.dedup import DEFAULT_THRESHOLD, data_fingerprint, group_near_duplicates, grouped_split, phash

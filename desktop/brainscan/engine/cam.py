@@ -5,7 +5,7 @@ The exported graph returns the last feature maps ``A`` (C x h x w) and the class
 class score is known in closed form, ``d logit_c / d A[k, i, j] = W[c, k] / (h * w)``, so
 Grad-CAM, Grad-CAM++ and LayerCAM need no backward pass and no torch: switching the class or the
 method never re-runs the network. Each method is one small function of ``(A, dA)``, following
-pytorch-grad-cam's definitions (parity is tested in ``tests/test_cam_parity.py``).
+pytorch-grad-cam's definitions (parity is tested in ``tests/training/test_cam_parity.py``).
 """
 
 from __future__ import annotations
@@ -90,12 +90,20 @@ def raw_cam(method: str, features: np.ndarray, weight: np.ndarray, target: int) 
 
 
 def scale_cam(raw: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Min-max scale a map to [0, 1], then resize bilinearly to ``size`` = (height, width)."""
-    scaled = raw - raw.min()
-    scaled = scaled / (_EPS + scaled.max())
+    """Min-max scale a map to [0, 1], resize bilinearly to ``size`` = (height, width), scale again.
+
+    The same order as pytorch-grad-cam (scale per layer, resize, scale the aggregate), so the
+    peak is exactly 1 and a threshold means the same thing at every size.
+    """
+    scaled = _unit(raw)
     if size is not None:
-        scaled = cv2.resize(scaled.astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+        scaled = _unit(cv2.resize(scaled.astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR))
     return scaled.astype(np.float32)
+
+
+def _unit(values: np.ndarray) -> np.ndarray:
+    shifted = values - values.min()
+    return shifted / (_EPS + shifted.max())
 
 
 def compute_cam(
@@ -117,8 +125,8 @@ def cam_on_picture(
     height, width = picture_shape
     raw = scale_cam(raw_cam(method, features, weight, target))
     if contract.resize_mode != "pad-square":
-        return cv2.resize(raw, (width, height), interpolation=cv2.INTER_LINEAR)
+        return scale_cam(raw, (height, width))
     side = max(height, width)
-    square = cv2.resize(raw, (side, side), interpolation=cv2.INTER_LINEAR)
+    square = scale_cam(raw, (side, side))
     top, left = (side - height) // 2, (side - width) // 2
     return np.ascontiguousarray(square[top : top + height, left : left + width])

@@ -24,14 +24,14 @@ pytest.importorskip("timm")
 pytest.importorskip("pytorch_grad_cam")
 
 import torch
-from brainscan.engine.cam import compute_cam
-from brainscan.engine.contract import CAM_WEIGHT, FEATURES
-from brainscan.engine.preprocess import to_model_input
 from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, LayerCAM
 from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
 
+from brainscan.engine.cam import compute_cam
+from brainscan.engine.contract import CAM_WEIGHT, FEATURES
+from brainscan.engine.preprocess import to_model_input
 from trainer.export import open_session
 
 pytestmark = pytest.mark.trainer

@@ -12,9 +12,9 @@ pytest.importorskip("timm")
 
 import torch
 import torch.nn.functional as F
+
 from brainscan.engine.contract import ModelContract
 from brainscan.engine.preprocess import normalize
-
 from trainer.augment import AugmentConfig, augment_batch, normalize_tensor, plain_batch
 from trainer.data import CLASSES_4, list_samples, load_pictures
 from trainer.fit import FitConfig, finetune, load_checkpoint, run_fit, set_trainable

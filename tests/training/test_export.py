@@ -11,10 +11,10 @@ pytest.importorskip("torch")
 pytest.importorskip("timm")
 
 import torch
+
 from brainscan.engine.contract import CAM_WEIGHT, FEATURES, LOGITS, ModelContract, check_graph
 from brainscan.engine.errors import ModelError
 from brainscan.engine.preprocess import to_model_input
-
 from trainer.export import (
     check_export,
     open_session,
