@@ -1,0 +1,173 @@
+"""Heat-map overlay state for the viewer: settings, the drawn lookup table, a CAM cache and export.
+
+The heat map of a frame is recomputed from the features kept in its
+:class:`~brainscan.engine.inference.Prediction` (:func:`~brainscan.engine.cam.cam_on_picture`), so
+changing the class or the method never re-runs the network; opacity, colour map and threshold
+change only how the same map is drawn (the lookup table and the layer's opacity).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from functools import cache
+
+import cv2
+import numpy as np
+
+from brainscan import RESEARCH_USE_NOTICE
+from brainscan.engine.cam import CLASS_INDEPENDENT, METHODS, cam_on_picture
+from brainscan.engine.contract import ModelContract
+from brainscan.engine.inference import Prediction
+from brainscan.engine.overlay import COLORMAPS, blend, caption, colormap_lut
+
+PREDICTED = -1  # target "the predicted class"
+
+
+@dataclass(frozen=True)
+class OverlaySettings:
+    """How the heat map is chosen and drawn.
+
+    Attributes
+    ----------
+    visible:
+        Draw the heat map at all.
+    target:
+        Class index whose map is shown, or :data:`PREDICTED` for each frame's predicted class.
+    method:
+        One of :data:`brainscan.engine.cam.METHODS`.
+    opacity:
+        In [0, 1].
+    colormap:
+        One of :data:`brainscan.engine.overlay.COLORMAPS`.
+    threshold:
+        Heat below it is not coloured, in [0, 1].
+    """
+
+    visible: bool = True
+    target: int = PREDICTED
+    method: str = "gradcam"
+    opacity: float = 0.45
+    colormap: str = "jet"
+    threshold: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown CAM method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.colormap not in COLORMAPS:
+            raise ValueError(f"unknown colour map {self.colormap!r}; choose one of {', '.join(COLORMAPS)}")
+        if not 0.0 <= self.opacity <= 1.0 or not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"opacity {self.opacity} and threshold {self.threshold} must lie in [0, 1]")
+
+    def updated(self, **changes: object) -> OverlaySettings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def resolve_target(self, prediction: Prediction) -> int:
+        """The class index drawn for ``prediction`` (class-independent methods ignore it)."""
+        if self.method in CLASS_INDEPENDENT:
+            return 0
+        return prediction.label_index if self.target == PREDICTED else self.target
+
+
+@cache
+def overlay_lut(colormap: str, threshold: float) -> np.ndarray:
+    """The 256 x 4 RGBA lookup table of the heat layer: the colour map, transparent under ``threshold``.
+
+    Index ``i`` stands for heat ``i / 255``, as in :func:`brainscan.engine.overlay.colorize`, so the
+    drawn layer matches :func:`brainscan.engine.overlay.blend` pixel for pixel.
+    """
+    lut = np.empty((256, 4), dtype=np.uint8)
+    lut[:, :3] = colormap_lut(colormap)
+    heat = np.arange(256, dtype=np.float64) / 255.0
+    lut[:, 3] = np.where(heat >= threshold - 1e-9, 255, 0)
+    lut.setflags(write=False)
+    return lut
+
+
+class HeatCache:
+    """Heat maps (H x W float32 in [0, 1]) by frame, method and class, least recently used dropped."""
+
+    def __init__(self, capacity: int = 48) -> None:
+        self.capacity = capacity
+        self._maps: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self.computed = 0
+
+    def heat(
+        self,
+        key: object,
+        prediction: Prediction,
+        weight: np.ndarray,
+        contract: ModelContract,
+        method: str,
+        target: int,
+        shape: tuple[int, int],
+    ) -> np.ndarray:
+        entry = (key, method, target, shape)
+        found = self._maps.get(entry)
+        if found is not None:
+            self._maps.move_to_end(entry)
+            return found
+        heat = cam_on_picture(method, prediction.features, weight, target, shape, contract)
+        self.computed += 1
+        self._maps[entry] = heat
+        while len(self._maps) > self.capacity:
+            self._maps.popitem(last=False)
+        return heat
+
+    def clear(self) -> None:
+        self._maps.clear()
+
+
+def export_caption(label: str, confidence: float, settings: OverlaySettings, classes: tuple[str, ...], target: int) -> str:
+    """The text under an exported overlay: the finding, the map shown and the research-use notice."""
+    parts = []
+    if label:
+        parts.append(f"{label} {confidence:.0%}")
+    if settings.visible:
+        shown = "any class" if settings.method in CLASS_INDEPENDENT else classes[target]
+        parts.append(f"{settings.method} for {shown}")
+    parts.append(RESEARCH_USE_NOTICE)
+    return " | ".join(parts)
+
+
+def wrap_caption(text: str, width: int) -> list[str]:
+    """Split ``text`` into lines that fit a picture ``width`` pixels wide in :func:`caption`'s font."""
+    scale = max(0.35, min(1.0, width / 900))
+    lines: list[str] = []
+    for words in (part.split() for part in text.split(" | ")):
+        line = ""
+        for word in words:
+            trial = f"{line} {word}".strip()
+            (size, _), _ = cv2.getTextSize(trial, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+            if line and size > width - 12:
+                lines.append(line)
+                line = word
+            else:
+                line = trial
+        if line:
+            lines.append(line)
+    return lines
+
+
+def compose_export(
+    picture: np.ndarray, heat: np.ndarray | None, settings: OverlaySettings, text: str, min_width: int = 512
+) -> np.ndarray:
+    """The exported picture: ``picture`` (as windowed on screen) with the heat map and caption strips.
+
+    A picture narrower than ``min_width`` is enlarged by a whole factor, each pixel repeated (no
+    interpolation of the image), so the caption stays readable.
+    """
+    factor = -(-min_width // picture.shape[1]) if picture.shape[1] < min_width else 1
+    if factor > 1:
+        picture = np.repeat(np.repeat(picture, factor, axis=0), factor, axis=1)
+        if heat is not None:
+            size = (picture.shape[1], picture.shape[0])
+            heat = cv2.resize(heat.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
+    shown = picture
+    if heat is not None and settings.visible:
+        shown = blend(
+            picture, heat, colormap=settings.colormap, opacity=settings.opacity, threshold=settings.threshold
+        )
+    for line in wrap_caption(text, picture.shape[1]):
+        shown = caption(shown, line)
+    return shown

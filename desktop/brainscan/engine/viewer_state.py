@@ -1,0 +1,260 @@
+"""What the viewer has open and where it stands: Qt-free state the desktop views bind to.
+
+:class:`ViewerSession` holds the open frames grouped into series (a DICOM series, or the
+pictures of one folder), the current position, and the screening results by frame. The viewer
+(:mod:`brainscan.gui`) only draws this state and turns clicks, keys and wheel steps into calls on
+it, so the navigation rules are tested without a screen.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from brainscan.engine.loading import Frame, FrameRef
+from brainscan.engine.screening import FrameResult
+
+FrameKey = tuple[str, int]
+
+
+def frame_key(ref: FrameRef) -> FrameKey:
+    """The identity of a frame across the viewer: ``(path, frame number)``."""
+    return (str(ref.path), int(ref.frame))
+
+
+@dataclass
+class SeriesGroup:
+    """Frames shown as one stack: a DICOM series in slice order, or the pictures of one folder.
+
+    Attributes
+    ----------
+    key:
+        ``"series:<SeriesInstanceUID>"`` or ``"folder:<path>"``.
+    title:
+        What the browser shows.
+    kind:
+        ``"series"`` (DICOM) or ``"images"``.
+    """
+
+    key: str
+    title: str
+    kind: str
+    refs: list[FrameRef] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    @property
+    def unit(self) -> str:
+        return "slice" if self.kind == "series" else "image"
+
+
+def _group_key(ref: FrameRef) -> tuple[str, str, str]:
+    if ref.series_uid:
+        return f"series:{ref.series_uid}", "series", ref.series_uid
+    folder = str(Path(ref.path).parent)
+    return f"folder:{folder}", "images", folder
+
+
+def _series_title(ref: FrameRef, count: int) -> str:
+    return f"{Path(ref.path).parent.name or Path(ref.path).parent} · series …{ref.series_uid[-8:]} ({count})"
+
+
+def group_refs(refs: Iterable[FrameRef]) -> list[SeriesGroup]:
+    """Group frames by DICOM series (kept in the given slice order) or by folder, in first-seen order."""
+    groups: dict[str, SeriesGroup] = {}
+    for ref in refs:
+        key, kind, _ = _group_key(ref)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = SeriesGroup(key, "", kind)
+        group.refs.append(ref)
+    for group in groups.values():
+        first = group.refs[0]
+        if group.kind == "series":
+            group.title = _series_title(first, len(group))
+        else:
+            folder = Path(first.path).parent
+            group.title = f"{folder.name or folder} · images ({len(group)})"
+    return list(groups.values())
+
+
+class ViewerSession:
+    """The open frames, the current one, and the screening results.
+
+    Navigation moves within the current group (a series or a folder) and clamps at its ends;
+    :meth:`step_group` moves to the neighbouring group.
+    """
+
+    def __init__(self) -> None:
+        self.groups: list[SeriesGroup] = []
+        self.results: dict[FrameKey, FrameResult] = {}
+        self._where: dict[FrameKey, tuple[int, int]] = {}
+        self.group_index = -1
+        self.position = -1
+
+    # -- content ------------------------------------------------------------------------------
+    def add(self, refs: Iterable[FrameRef]) -> list[SeriesGroup]:
+        """Open more frames (already open ones are skipped); returns the groups that changed."""
+        fresh = [ref for ref in refs if frame_key(ref) not in self._where]
+        changed: list[SeriesGroup] = []
+        for new_group in group_refs(fresh):
+            existing = next((g for g in self.groups if g.key == new_group.key), None)
+            if existing is None:
+                self.groups.append(new_group)
+                existing = new_group
+            else:
+                existing.refs.extend(new_group.refs)
+            changed.append(existing)
+        self._reindex()
+        if self.group_index < 0 and self.groups:
+            self.group_index, self.position = 0, 0
+        return changed
+
+    def clear(self) -> None:
+        self.groups.clear()
+        self.results.clear()
+        self._where.clear()
+        self.group_index = self.position = -1
+
+    def _reindex(self) -> None:
+        self._where = {
+            frame_key(ref): (g, p) for g, group in enumerate(self.groups) for p, ref in enumerate(group.refs)
+        }
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def refs(self) -> Iterator[FrameRef]:
+        for group in self.groups:
+            yield from group.refs
+
+    def locate(self, key: FrameKey) -> tuple[int, int] | None:
+        return self._where.get(key)
+
+    def ref_of(self, key: FrameKey) -> FrameRef | None:
+        where = self._where.get(key)
+        return None if where is None else self.groups[where[0]].refs[where[1]]
+
+    # -- the current frame ----------------------------------------------------------------------
+    @property
+    def current_group(self) -> SeriesGroup | None:
+        return self.groups[self.group_index] if 0 <= self.group_index < len(self.groups) else None
+
+    @property
+    def current(self) -> FrameRef | None:
+        group = self.current_group
+        return group.refs[self.position] if group is not None and 0 <= self.position < len(group) else None
+
+    @property
+    def current_key(self) -> FrameKey | None:
+        ref = self.current
+        return None if ref is None else frame_key(ref)
+
+    def go_to(self, key: FrameKey) -> bool:
+        """Make ``key`` current; returns whether the current frame changed."""
+        where = self._where.get(key)
+        if where is None or where == (self.group_index, self.position):
+            return False
+        self.group_index, self.position = where
+        return True
+
+    def step(self, delta: int) -> bool:
+        """Move ``delta`` frames within the current group, clamped; returns whether it moved."""
+        group = self.current_group
+        if group is None:
+            return False
+        target = min(max(self.position + delta, 0), len(group) - 1)
+        if target == self.position:
+            return False
+        self.position = target
+        return True
+
+    def go_to_end(self, last: bool) -> bool:
+        group = self.current_group
+        return group is not None and self.step(len(group) if last else -len(group))
+
+    def step_group(self, delta: int) -> bool:
+        """Move to the first frame of a neighbouring group (clamped)."""
+        if not self.groups:
+            return False
+        target = min(max(self.group_index + delta, 0), len(self.groups) - 1)
+        if target == self.group_index:
+            return False
+        self.group_index, self.position = target, 0
+        return True
+
+    def position_text(self) -> str:
+        """``"slice 5/16"`` (1-based) for a series, ``"image 2/8"`` for a folder of pictures."""
+        group = self.current_group
+        if group is None or self.current is None:
+            return "nothing open"
+        return f"{group.unit} {self.position + 1}/{len(group)}"
+
+    # -- results --------------------------------------------------------------------------------
+    def unclassified(self) -> list[FrameRef]:
+        """Open frames without a result yet, in browsing order."""
+        return [ref for ref in self.refs() if frame_key(ref) not in self.results]
+
+    def add_result(self, result: FrameResult) -> FrameKey:
+        key = frame_key(result.ref)
+        self.results[key] = result
+        return key
+
+    def clear_results(self) -> None:
+        self.results.clear()
+
+
+# -- frames in memory ------------------------------------------------------------------------------
+def frame_bytes(frame: Frame) -> int:
+    size = frame.picture.nbytes
+    if frame.values is not None:
+        size += frame.values.nbytes
+    return size
+
+
+class FrameCache:
+    """Decoded frames kept up to a memory budget, the least recently used dropped first."""
+
+    def __init__(self, budget_bytes: int = 512 << 20) -> None:
+        self.budget = budget_bytes
+        self.used = 0
+        self._frames: OrderedDict[FrameKey, Frame] = OrderedDict()
+
+    def get(self, key: FrameKey) -> Frame | None:
+        frame = self._frames.get(key)
+        if frame is not None:
+            self._frames.move_to_end(key)
+        return frame
+
+    def __contains__(self, key: FrameKey) -> bool:
+        return key in self._frames
+
+    def put(self, key: FrameKey, frame: Frame) -> None:
+        old = self._frames.pop(key, None)
+        if old is not None:
+            self.used -= frame_bytes(old)
+        self._frames[key] = frame
+        self.used += frame_bytes(frame)
+        while self.used > self.budget and len(self._frames) > 1:
+            _, dropped = self._frames.popitem(last=False)
+            self.used -= frame_bytes(dropped)
+
+    def clear(self) -> None:
+        self._frames.clear()
+        self.used = 0
+
+
+def thumbnail(picture: np.ndarray, side: int = 64) -> np.ndarray:
+    """A picture shrunk to fit ``side`` x ``side`` (area interpolation), H x W x 3 uint8."""
+    height, width = picture.shape[:2]
+    scale = side / max(height, width)
+    if scale >= 1:
+        return np.ascontiguousarray(picture)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.ascontiguousarray(cv2.resize(picture, size, interpolation=cv2.INTER_AREA))

@@ -1,0 +1,59 @@
+"""The ``brainscan-viewer`` entry point: ``brainscan-viewer [--settings FILE] [PATH ...]``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from brainscan import RESEARCH_USE_NOTICE, __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="brainscan-viewer", description=f"Desktop viewer for brain-MRI screening. {RESEARCH_USE_NOTICE}"
+    )
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="images, DICOM files or folders to open")
+    parser.add_argument("--settings", metavar="FILE", default=None,
+                        help="keep the settings in this INI file instead of the user's (also $BRAINSCAN_SETTINGS)")
+    parser.add_argument("--version", action="version", version=f"brainscan-viewer {__version__}")
+    return parser
+
+
+def create_application(argv: Sequence[str]):
+    """The QApplication, with high-DPI scaling that follows the screen exactly."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QGuiApplication
+    from PySide6.QtWidgets import QApplication
+
+    from brainscan.gui.icons import icon
+    from brainscan.gui.settings import APPLICATION, ORGANISATION
+
+    existing = QApplication.instance()
+    if existing is not None:
+        return existing
+    QGuiApplication.setHighDpiScaleFactorRoundingPolicy(Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
+    app = QApplication(list(argv))
+    app.setOrganizationName(ORGANISATION)
+    app.setApplicationName(APPLICATION)
+    app.setApplicationDisplayName("brainscan viewer")
+    app.setApplicationVersion(__version__)
+    app.setStyle("Fusion")
+    app.setWindowIcon(icon("brainscan"))
+    return app
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_application([sys.argv[0]])
+
+    from brainscan.gui.main_window import MainWindow
+    from brainscan.gui.settings import AppSettings
+
+    window = MainWindow(AppSettings(args.settings))
+    window.show()
+    if args.paths:
+        window.open_paths(args.paths)
+    return int(app.exec())

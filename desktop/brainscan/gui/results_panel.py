@@ -1,0 +1,362 @@
+"""The results table (sortable, filterable, in step with the viewer) and the per-series summary."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QItemSelectionModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QSortFilterProxyModel,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QColor, QFont
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QTableView,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from brainscan.engine.viewer_results import ResultRow, RowFilter
+from brainscan.engine.viewer_state import FrameKey
+
+SORT_ROLE = Qt.ItemDataRole.UserRole + 2
+KEY_ROLE = Qt.ItemDataRole.UserRole + 3
+_Index = QModelIndex | QPersistentModelIndex
+BASE_COLUMNS = ("File", "Slice", "Status", "Label", "Confidence", "Tumour p")
+
+
+def _number(value: float, percent: bool = False) -> str:
+    if value is None or math.isnan(value):
+        return ""
+    return f"{value:.1%}" if percent else f"{value:.3f}"
+
+
+class ResultsTableModel(QAbstractTableModel):
+    """One row per classified frame; columns: file, slice, status, label, confidences, message."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.rows: list[ResultRow] = []
+        self.classes: tuple[str, ...] = ()
+        self._index: dict[FrameKey, int] = {}
+        self.suspicious: set[FrameKey] = set()
+
+    @property
+    def columns(self) -> list[str]:
+        return [*BASE_COLUMNS, *(f"p {c}" for c in self.classes), "Message"]
+
+    def set_classes(self, classes: tuple[str, ...]) -> None:
+        self.beginResetModel()
+        self.classes = tuple(classes)
+        self.rows.clear()
+        self._index.clear()
+        self.suspicious.clear()
+        self.endResetModel()
+
+    def clear(self) -> None:
+        self.set_classes(self.classes)
+
+    def upsert(self, rows: list[ResultRow]) -> None:
+        fresh = []
+        for row in rows:
+            position = self._index.get(row.key)
+            if position is None:
+                fresh.append(row)
+            else:
+                self.rows[position] = row
+                self.dataChanged.emit(self.index(position, 0), self.index(position, self.columnCount() - 1))
+        if fresh:
+            start = len(self.rows)
+            self.beginInsertRows(QModelIndex(), start, start + len(fresh) - 1)
+            for offset, row in enumerate(fresh):
+                self._index[row.key] = start + offset
+                self.rows.append(row)
+            self.endInsertRows()
+
+    def set_suspicious(self, keys: set[FrameKey]) -> None:
+        changed = keys ^ self.suspicious
+        self.suspicious = set(keys)
+        for key in changed:
+            position = self._index.get(key)
+            if position is not None:
+                self.dataChanged.emit(self.index(position, 0), self.index(position, self.columnCount() - 1))
+
+    def row_of(self, key: FrameKey) -> int | None:
+        return self._index.get(key)
+
+    # -- Qt model interface -----------------------------------------------------------------------
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.columns)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            return self.columns[section]
+        if role == Qt.ItemDataRole.ToolTipRole and orientation == Qt.Orientation.Horizontal:
+            name = self.columns[section]
+            if name == "Tumour p":
+                return "Probability of any tumour: 1 - p(no tumour)"
+            if name == "Slice":
+                return "Position in the DICOM series (★ = the most suspicious slice of its series)"
+        return None
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        row = self.rows[index.row()]
+        column = index.column()
+        if role == KEY_ROLE:
+            return row.key
+        if role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE):
+            return self._value(row, column, role == SORT_ROLE)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return row.error or row.path
+        if role == Qt.ItemDataRole.ForegroundRole and not row.ok:
+            return QColor("#d9534f")
+        if role == Qt.ItemDataRole.FontRole and row.key in self.suspicious:
+            font = QFont()
+            font.setBold(True)
+            return font
+        if role == Qt.ItemDataRole.TextAlignmentRole and column >= 4 and column < len(self.columns) - 1:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    def _value(self, row: ResultRow, column: int, sort: bool) -> Any:
+        k = len(self.classes)
+        if column == 0:
+            return row.name.lower() if sort else row.name
+        if column == 1:
+            if sort:
+                return (row.series_uid, row.series_index if row.series_index is not None else row.frame)
+            star = " ★" if row.key in self.suspicious else ""
+            return row.position + star
+        if column == 2:
+            return row.status
+        if column == 3:
+            return row.label
+        if column == 4:
+            return -1.0 if sort and math.isnan(row.confidence) else (row.confidence if sort else _number(row.confidence, True))
+        if column == 5:
+            value = row.tumour_probability
+            return -1.0 if sort and math.isnan(value) else (value if sort else _number(value))
+        if 6 <= column < 6 + k:
+            value = row.probabilities[column - 6] if row.probabilities else math.nan
+            return -1.0 if sort and math.isnan(value) else (value if sort else _number(value))
+        return row.error
+
+
+class ResultsProxy(QSortFilterProxyModel):
+    """Sorting on numbers (not text) and filtering with :class:`RowFilter`."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.row_filter = RowFilter()
+        self.setSortRole(SORT_ROLE)
+        self.setDynamicSortFilter(True)
+
+    def set_filter(self, row_filter: RowFilter) -> None:
+        self.row_filter = row_filter
+        self.invalidateRowsFilter()
+
+    def filterAcceptsRow(self, source_row: int, source_parent: _Index) -> bool:
+        model = self.sourceModel()
+        assert isinstance(model, ResultsTableModel)
+        return self.row_filter.accepts(model.rows[source_row])
+
+    def lessThan(self, left: _Index, right: _Index) -> bool:
+        a, b = left.data(SORT_ROLE), right.data(SORT_ROLE)
+        try:
+            return a < b
+        except TypeError:
+            return str(a) < str(b)
+
+
+class ResultsPanel(QWidget):
+    """Filters above the results table; selecting a row emits ``frameActivated(key)``."""
+
+    frameActivated = Signal(object)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.table_model = ResultsTableModel(self)
+        self.proxy = ResultsProxy(self)
+        self.proxy.setSourceModel(self.table_model)
+        self.class_combo = QComboBox()
+        self.class_combo.setToolTip("Show only images classified as this class")
+        self.min_confidence = QDoubleSpinBox()
+        self.min_confidence.setRange(0.0, 1.0)
+        self.min_confidence.setSingleStep(0.05)
+        self.min_confidence.setDecimals(2)
+        self.min_confidence.setToolTip("Show only results at least this confident")
+        self.errors_only = QCheckBox("Errors only")
+        self.errors_only.setToolTip("Show only the files that could not be classified, with their message")
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search file or message…")
+        self.search.setClearButtonEnabled(True)
+        self.count_label = QLabel()
+        filters = QHBoxLayout()
+        filters.addWidget(QLabel("Class"))
+        filters.addWidget(self.class_combo)
+        filters.addWidget(QLabel("Min. confidence"))
+        filters.addWidget(self.min_confidence)
+        filters.addWidget(self.errors_only)
+        filters.addWidget(self.search, 1)
+        filters.addWidget(self.count_label)
+
+        self.table = QTableView()
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(22)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.table.setToolTip("Click a row to show that image; click a header to sort")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(filters)
+        layout.addWidget(self.table)
+
+        self._syncing = False
+        self.set_classes(())
+        self.class_combo.currentIndexChanged.connect(self._filters_changed)
+        self.min_confidence.valueChanged.connect(self._filters_changed)
+        self.errors_only.toggled.connect(self._filters_changed)
+        self.search.textChanged.connect(self._filters_changed)
+        self.table.selectionModel().currentRowChanged.connect(self._on_current)
+        self.proxy.rowsInserted.connect(self._update_count)
+        self.proxy.modelReset.connect(self._update_count)
+        self.proxy.layoutChanged.connect(self._update_count)
+
+    def set_classes(self, classes: tuple[str, ...]) -> None:
+        self.table_model.set_classes(classes)
+        self.class_combo.blockSignals(True)
+        self.class_combo.clear()
+        self.class_combo.addItem("any", "")
+        for name in classes:
+            self.class_combo.addItem(name, name)
+        self.class_combo.blockSignals(False)
+        self._filters_changed()
+        header = self.table.horizontalHeader()
+        widths = {0: 200, 1: 70, 2: 50, 3: 95, 4: 80, 5: 70}
+        for column in range(self.table_model.columnCount()):
+            header.resizeSection(column, widths.get(column, 80))
+
+    def current_filter(self) -> RowFilter:
+        return RowFilter(
+            label=str(self.class_combo.currentData() or ""),
+            min_confidence=float(self.min_confidence.value()),
+            errors_only=self.errors_only.isChecked(),
+            text=self.search.text().strip(),
+        )
+
+    def _filters_changed(self, *_args: object) -> None:
+        self.class_combo.setEnabled(not self.errors_only.isChecked())
+        self.min_confidence.setEnabled(not self.errors_only.isChecked())
+        self.proxy.set_filter(self.current_filter())
+        self._update_count()
+
+    def _update_count(self, *_args: object) -> None:
+        total = self.table_model.rowCount()
+        errors = sum(1 for row in self.table_model.rows if not row.ok)
+        text = f"{self.proxy.rowCount()} of {total} shown"
+        if errors:
+            text += f" · {errors} error{'s' if errors != 1 else ''}"
+        self.count_label.setText(text)
+
+    def visible_keys(self) -> list[FrameKey]:
+        return [tuple(self.proxy.index(r, 0).data(KEY_ROLE)) for r in range(self.proxy.rowCount())]
+
+    def _on_current(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if self._syncing or not current.isValid():
+            return
+        self.frameActivated.emit(tuple(current.data(KEY_ROLE)))
+
+    def select_key(self, key: FrameKey | None) -> None:
+        """Select the row of ``key`` (when shown) without emitting ``frameActivated``."""
+        source_row = self.table_model.row_of(key) if key is not None else None
+        self._syncing = True
+        try:
+            if source_row is None:
+                self.table.selectionModel().clearSelection()
+                return
+            index = self.proxy.mapFromSource(self.table_model.index(source_row, 0))
+            if not index.isValid():
+                self.table.selectionModel().clearSelection()
+                return
+            self.table.selectionModel().setCurrentIndex(
+                index, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
+            )
+            self.table.scrollTo(index)
+        finally:
+            self._syncing = False
+
+    def selected_key(self) -> FrameKey | None:
+        index = self.table.selectionModel().currentIndex()
+        return tuple(index.data(KEY_ROLE)) if index.isValid() else None
+
+
+class SeriesSummaryPanel(QTableWidget):
+    """Per DICOM series: slices, errors, labels and the most suspicious slice (click to show it)."""
+
+    frameActivated = Signal(object)
+    HEADERS = ("Series", "Slices", "Errors", "Labels", "Most suspicious", "Label", "Tumour p")
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(0, len(self.HEADERS), parent)
+        self.setHorizontalHeaderLabels(list(self.HEADERS))
+        self.verticalHeader().setVisible(False)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.horizontalHeader().setStretchLastSection(True)
+        self.setToolTip("Per DICOM series, the slice with the highest tumour probability; click to show it")
+        self.cellClicked.connect(self._clicked)
+        self._keys: list[FrameKey | None] = []
+
+    def show_summary(self, summary: list[dict[str, Any]]) -> None:
+        self.setRowCount(len(summary))
+        self._keys = []
+        for row, entry in enumerate(summary):
+            labels = ", ".join(f"{name} {count}" for name, count in sorted(entry["labels"].items()))
+            index = entry.get("most_suspicious_index")
+            probability = entry.get("max_tumour_probability")
+            cells = (
+                "…" + str(entry["series_uid"])[-12:],
+                str(entry["slices"]),
+                str(entry["errors"]),
+                labels,
+                "" if index is None else f"slice {index + 1}/{entry['slices']}",
+                entry.get("most_suspicious_label") or "",
+                "" if probability is None else f"{probability:.3f}",
+            )
+            for column, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setToolTip(str(entry["series_uid"]) if column == 0 else text)
+                self.setItem(row, column, item)
+            path = entry.get("most_suspicious_path")
+            self._keys.append(None if path is None else (str(path), int(entry["most_suspicious_frame"])))
+        self.resizeColumnsToContents()
+
+    def _clicked(self, row: int, _column: int) -> None:
+        if 0 <= row < len(self._keys) and self._keys[row] is not None:
+            self.frameActivated.emit(self._keys[row])
