@@ -78,12 +78,12 @@ def rss_mib() -> float:
 def memory_profile(count: int, model: Path, batch_size: int) -> list[tuple[int, float]]:
     every = sorted(DATA.glob("*/*.jpg"))
     files = [every[i % len(every)] for i in range(count)]
-    # distinct paths so nothing is skipped: symlinks in a temp folder
+    # distinct files so nothing is skipped: hard links in a temp folder (discovery drops symlinked repeats)
     with tempfile.TemporaryDirectory() as folder:
         links = []
         for i, source in enumerate(files):
             link = Path(folder) / f"{i:06d}.jpg"
-            os.symlink(source, link)
+            os.link(source, link)
             links.append(link)
         classifier = Classifier(model, device="cpu")
         samples = []
