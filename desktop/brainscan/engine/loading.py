@@ -127,7 +127,7 @@ def iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:
         path = Path(item)
         if path.is_dir():
             yield from _walk(path, seen_dirs, seen_files)
-        elif path.exists():
+        elif path.exists() or path.is_symlink():
             key = os.path.realpath(path)
             if key not in seen_files:
                 seen_files.add(key)
@@ -149,7 +149,8 @@ def _walk(root: Path, seen_dirs: set[str], seen_files: set[str]) -> Iterator[Pat
                 continue
             path = Path(directory, name)
             key = os.path.realpath(path)
-            if key not in seen_files and os.path.isfile(path):
+            if key not in seen_files and not os.path.isdir(path):
+                # pipes, devices and broken links too: they get an error row, never a silent gap
                 seen_files.add(key)
                 yield path
 
@@ -246,7 +247,7 @@ def load_frame(ref: FrameRef) -> Frame:
         :class:`CorruptImageError`, :class:`ImageTooLargeError`, :class:`DicomError`.
     """
     path = Path(ref.path)
-    sniffed = raster.sniff_file(path)
+    sniffed = raster.sniff_file(path)  # refuses pipes, devices and broken links before opening
     raster.check_file_size(path)
     if sniffed in raster.RASTER_FORMATS:
         return _load_raster(ref)

@@ -8,6 +8,8 @@ rather than decoded to a partly grey picture.
 
 from __future__ import annotations
 
+import os
+import stat
 import struct
 from pathlib import Path
 from typing import NamedTuple
@@ -87,6 +89,7 @@ def looks_like_raw_dicom(head: bytes) -> bool:
 
 def sniff_file(path: Path) -> str:
     """:func:`sniff` on the first bytes of ``path``; raises InputError when it cannot be read."""
+    require_regular_file(path)
     try:
         with open(path, "rb") as handle:
             return sniff(handle.read(SNIFF_BYTES))
@@ -98,6 +101,22 @@ def sniff_file(path: Path) -> str:
         raise InputError(
             path, f"cannot be read ({exc.strerror or exc})", "check that it is readable"
         ) from exc
+
+
+def require_regular_file(path: Path) -> None:
+    """Refuse, without opening them, what is not a plain file: a pipe or device would block or never end."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError as exc:
+        if os.path.islink(path):
+            raise InputError(path, "is a broken symbolic link", "point the link at an existing file") from exc
+        raise InputError(path, "does not exist", "check the path") from exc
+    except OSError as exc:
+        raise InputError(path, f"cannot be read ({exc.strerror or exc})", "check that it is readable") from exc
+    if stat.S_ISDIR(mode):
+        raise InputError(path, "is a folder, not a file", "give the folder itself as a PATH to search it")
+    if not stat.S_ISREG(mode):
+        raise NotAnImageError(path, "is not a regular file (a pipe, socket or device)", "leave it out")
 
 
 # -- declared sizes (before decoding) --------------------------------------------------------
