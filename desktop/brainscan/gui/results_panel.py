@@ -172,8 +172,13 @@ class ResultsProxy(QSortFilterProxyModel):
         self.setDynamicSortFilter(True)
 
     def set_filter(self, row_filter: RowFilter) -> None:
-        self.row_filter = row_filter
-        self.invalidateRowsFilter()
+        if hasattr(self, "beginFilterChange"):  # Qt 6.9 and later
+            self.beginFilterChange()
+            self.row_filter = row_filter
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+        else:
+            self.row_filter = row_filter
+            self.invalidateRowsFilter()
 
     def filterAcceptsRow(self, source_row: int, source_parent: _Index) -> bool:
         model = self.sourceModel()
