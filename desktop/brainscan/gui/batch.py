@@ -19,6 +19,9 @@ from brainscan.engine.screening import FrameResult, screen
 from brainscan.gui.workers import GeneratorWorker, WorkerPool
 
 FLUSH_MS = 60
+# One decoding thread: decoding DICOM is mostly Python (it holds the GIL), and every extra
+# Python thread lengthens the waits of the GUI thread; inference (onnxruntime) runs beside it.
+DECODE_WORKERS = 1
 
 
 class BatchRunner(QObject):
@@ -68,7 +71,8 @@ class BatchRunner(QObject):
 
         def job():
             # the features stay with each result (keep_frames), so the viewer redraws any CAM
-            return screen(refs, classifier, cam_method=cam_method, keep_frames=True, batch_size=8)
+            return screen(refs, classifier, cam_method=cam_method, keep_frames=True, batch_size=8,
+                          decode_workers=DECODE_WORKERS)
 
         worker = GeneratorWorker(job, name="batch")
         worker.signals.yielded.connect(self._on_result)

@@ -63,6 +63,8 @@ class FrameLoader(QObject):
         self._served_lock = threading.Lock()
         self._pending: dict[FrameKey, int] = {}  # key -> best priority queued (GUI thread only)
         self._worker: GeneratorWorker | None = None
+        self._running = threading.Event()  # cleared: background decoding waits (urgent requests do not)
+        self._running.set()
         self.discovering = 0
 
     # -- discovery -------------------------------------------------------------------------------
@@ -102,6 +104,19 @@ class FrameLoader(QObject):
     def is_pending(self, key: FrameKey) -> bool:
         return key in self._pending
 
+    def set_paused(self, paused: bool) -> None:
+        """Hold the background prefetch (e.g. while a batch decodes the same files); urgent requests go on."""
+        if paused:
+            self._running.clear()
+        else:
+            self._running.set()
+
+    def provided(self, key: FrameKey) -> None:
+        """``key`` was decoded elsewhere (by a batch): drop its queued request."""
+        if self._pending.pop(key, None) is not None:
+            with self._served_lock:
+                self._served[key] = next(self._sequence)
+
     def cancel_pending(self) -> None:
         """Drop every queued request (the frame being decoded still arrives)."""
         while True:
@@ -129,9 +144,13 @@ class FrameLoader(QObject):
 
     def _decode_loop(self) -> Iterator[object]:
         while True:
-            _priority, ticket, ref = self._queue.get()
+            priority, ticket, ref = self._queue.get()
             if ref is None:
                 return
+            if priority == BACKGROUND and not self._running.is_set():
+                self._queue.put((priority, ticket, ref))  # keep its place; look for urgent work
+                self._running.wait(0.05)
+                continue
             key = frame_key(ref)
             with self._served_lock:
                 if self._served.get(key, -1) > ticket:

@@ -80,6 +80,23 @@ SHORTCUTS_HTML = """
 """
 
 
+def inference_threads() -> int | None:
+    """onnxruntime threads for the viewer: one core is left to the window (None: one per core).
+
+    ``$BRAINSCAN_VIEWER_THREADS`` overrides it.
+    """
+    override = os.environ.get("BRAINSCAN_VIEWER_THREADS", "")
+    if override.isdigit() and int(override) > 0:
+        return int(override)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores - 1)
+
+
+def open_classifier(path: Path, device: str) -> Classifier:
+    """The viewer's classifier: the engine's, with a core left free so the window stays responsive."""
+    return Classifier(path, device, threads=inference_threads())
+
+
 def research_banner() -> QLabel:
     """The permanent notice at the top of the window (it cannot be closed or hidden)."""
     banner = QLabel(f"⚠  {BANNER_TEXT}")
@@ -352,13 +369,13 @@ class MainWindow(QMainWindow):
         """Open the model of the settings; a failure leaves no model and says why in the status bar."""
         if not background:
             try:
-                self.set_classifier(Classifier(path, device))
+                self.set_classifier(open_classifier(path, device))
             except BrainscanError as exc:
                 self._model_failed(str(exc))
             return
 
         def job():
-            yield Classifier(path, device)
+            yield open_classifier(path, device)
 
         worker = GeneratorWorker(job, name="model")
         worker.signals.yielded.connect(self.set_classifier)
@@ -393,7 +410,7 @@ class MainWindow(QMainWindow):
 
     def settings_dialog(self) -> SettingsDialog:
         return SettingsDialog(
-            lambda path, device: Classifier(path, device), self.settings.model_path, self.settings.device,
+            open_classifier, self.settings.model_path, self.settings.device,
             self.classifier, self,
         )
 
@@ -431,6 +448,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Cancelling…")
 
     def _on_batch_started(self, total: int) -> None:
+        self.loader.set_paused(True)  # the batch decodes the same files; thumbnails come with its results
         self.progress.setRange(0, total)
         self.progress.setValue(0)
         self.progress.show()
@@ -463,6 +481,7 @@ class MainWindow(QMainWindow):
         self.results_panel.table_model.set_suspicious(most_suspicious_keys(summary))
 
     def _on_batch_finished(self, cancelled: bool, failure: str) -> None:
+        self.loader.set_paused(False)
         self.progress.hide()
         self.cancel_button.hide()
         rows = self.results_panel.table_model.rows

@@ -25,8 +25,15 @@ from brainscan.engine.viewer_display import (
     window_presets,
 )
 from brainscan.engine.viewer_overlay import HeatCache, OverlaySettings, overlay_lut
-from brainscan.engine.viewer_state import FrameCache, FrameKey, SeriesGroup, ViewerSession, frame_key
-from brainscan.gui.frame_loader import FrameLoader
+from brainscan.engine.viewer_state import (
+    FrameCache,
+    FrameKey,
+    SeriesGroup,
+    ViewerSession,
+    frame_key,
+    thumbnail,
+)
+from brainscan.gui.frame_loader import THUMBNAIL_SIDE, FrameLoader
 from brainscan.gui.slice_view import SliceView
 
 
@@ -252,6 +259,9 @@ class ViewerController(QObject):
             keys.append(key)
             if result.frame is not None and key not in self.cache:
                 self.cache.put(key, result.frame)
+                if self.loader.is_pending(key):  # the batch decoded it: no second decode for its thumbnail
+                    self.loader.provided(key)
+                    self.thumbnailReady.emit(key, thumbnail(result.frame.picture, THUMBNAIL_SIDE))
             touched_current |= key == current
         if touched_current:
             if self.shown_key != current and current is not None and self.frame_of(current) is not None:
