@@ -114,3 +114,12 @@ def test_results_export_as_csv_with_the_notice(qtbot, window, gui_data, tmp_path
     assert len(rows) == 16 and rows[0]["series_index"] == "0" and rows[0]["cam_method"] == "gradcam"
     series_lines = series_path.read_text(encoding="utf-8").splitlines()
     assert "most_suspicious_index" in series_lines[1]
+
+
+def test_a_batch_started_at_once_still_gives_every_thumbnail(qtbot, window, gui_data):
+    loaded = set()
+    window.controller.thumbnailReady.connect(lambda key, _picture: loaded.add(key))
+    open_and_show(qtbot, window, [gui_data.series.folder])
+    classify_and_wait(qtbot, window)  # the background prefetch pauses; the batch's frames fill in
+    qtbot.waitUntil(lambda: len(loaded) == 16, timeout=10_000)
+    assert all(window.browser.browser_model.item(0).child(i).text().count("\n") == 1 for i in range(16))

@@ -94,6 +94,7 @@ class BrowserModel(QStandardItemModel):
         if item is None:
             return
         item.setIcon(style.standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning))
+        item.setText(item.text().split("\n")[0] + "\ncannot be read")
         item.setToolTip(message)
         item.setForeground(QColor("#d9534f"))
 
@@ -101,17 +102,17 @@ class BrowserModel(QStandardItemModel):
         item = self._frames.get(key)
         if item is None:
             return
-        base = item.text().split("  →  ")[0]
+        base = item.text().split("\n")[0]
         if result.ok:
-            item.setText(f"{base}  →  {result.label} {result.confidence:.0%}")
+            item.setText(f"{base}\n{result.label} {result.confidence:.0%}")
         else:
-            item.setText(f"{base}  →  error")
+            item.setText(f"{base}\nerror")
             item.setToolTip(result.error)
             item.setForeground(QColor("#d9534f"))
 
     def clear_results(self) -> None:
         for item in self._frames.values():
-            item.setText(item.text().split("  →  ")[0])
+            item.setText(item.text().split("\n")[0])
 
 
 class BrowserView(QTreeView):

@@ -193,8 +193,8 @@ class MainWindow(QMainWindow):
         self.splitDockWidget(self.overlay_dock, self.tags_dock, Qt.Orientation.Vertical)
         self.tabifyDockWidget(self.results_dock, self.series_dock)
         self.results_dock.raise_()
-        self.resizeDocks([self.browser_dock], [230], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.overlay_dock], [270], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.browser_dock], [240], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.overlay_dock], [290], Qt.Orientation.Horizontal)
         self.resizeDocks([self.results_dock], [210], Qt.Orientation.Vertical)
         self.resizeDocks([self.overlay_dock, self.tags_dock], [250, 300], Qt.Orientation.Vertical)
 

@@ -263,9 +263,10 @@ class ResultsPanel(QWidget):
         self.class_combo.blockSignals(False)
         self._filters_changed()
         header = self.table.horizontalHeader()
-        widths = {0: 200, 1: 70, 2: 50, 3: 95, 4: 80, 5: 70}
-        for column in range(self.table_model.columnCount()):
-            header.resizeSection(column, widths.get(column, 80))
+        metrics = header.fontMetrics()
+        widths = {0: 200, 1: 70, 2: 50, 3: 95}
+        for column, title in enumerate(self.table_model.columns):
+            header.resizeSection(column, widths.get(column, max(70, metrics.horizontalAdvance(title) + 24)))
 
     def current_filter(self) -> RowFilter:
         return RowFilter(

@@ -1,0 +1,111 @@
+"""The README screenshot: the real viewer window at 1280 x 800 under Xvfb, a study open and a heat map shown.
+
+Run from the repository root (needs Xvfb and the xcb libraries listed in ../shared/RECIPES.md)::
+
+    .venv/bin/python bench/screenshot.py [--out resources/screenshot.png] [--model M.onnx]
+
+It starts its own Xvfb (display :99 unless ``--display``), opens a 16-slice DICOM series built from
+real Kaggle slices (``tests/dicom_factory.py``) and the bundled sample pictures, classifies them with
+the shipped model (a tiny test model if it is missing, said in the output), shows the most suspicious
+slice of the series with its Grad-CAM, and grabs the whole screen. Settings live in a temporary file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+WIDTH, HEIGHT = 1280, 800
+
+
+def start_xvfb(display: str) -> subprocess.Popen:
+    server = subprocess.Popen(["Xvfb", display, "-screen", "0", f"{WIDTH}x{HEIGHT}x24", "-nolisten", "tcp"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    socket = Path(f"/tmp/.X11-unix/X{display.lstrip(':')}")
+    deadline = time.monotonic() + 10
+    while not socket.exists():
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"Xvfb {display} did not start (is it installed? apt-get install xvfb)")
+        time.sleep(0.05)
+    return server
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "resources" / "screenshot.png")
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--display", default=":99")
+    args = parser.parse_args()
+
+    server = start_xvfb(args.display)
+    os.environ["DISPLAY"] = args.display
+    os.environ["QT_QPA_PLATFORM"] = "xcb"
+    scratch = Path(tempfile.mkdtemp(prefix="brainscan-screenshot-"))
+    try:
+        return shoot(args, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        server.terminate()
+        server.wait(10)
+
+
+def shoot(args: argparse.Namespace, scratch: Path) -> int:
+    from viewer_bench import wait_for
+
+    import dicom_factory as factory
+    from brainscan.engine.resources import default_model_path, samples_dir
+    from brainscan.gui.app import create_application
+    from brainscan.gui.main_window import MainWindow
+    from brainscan.gui.settings import AppSettings
+
+    model = args.model or default_model_path()
+    which = "given" if args.model else "shipped default"
+    if not model.is_file():
+        from tiny_models import build_tiny_model
+
+        model, which = build_tiny_model(scratch / "tiny.onnx"), "tiny test model (the shipped model is missing)"
+    series = factory.write_sagittal_series(scratch / "MR-brain-T1", factory.kaggle_images(16, "glioma", start=300))
+
+    app = create_application([sys.argv[0]])
+    settings = AppSettings(scratch / "settings.ini")
+    settings.model_path = model
+    settings.device = "cpu"
+    window = MainWindow(settings, model_in_background=False)
+    window.setGeometry(0, 0, WIDTH, HEIGHT)
+    window.show()
+    window.open_paths([str(series.folder), str(samples_dir())])
+    assert wait_for(window.controller.frameShown), "nothing showed"
+    assert wait_for(window.openFinished, condition=lambda: len(window.controller.session) >= 24)
+    window.overlay_panel.threshold_slider.setValue(30)  # a calmer map for the picture
+    assert window.classify_all()
+    assert wait_for(window.batchFinished)
+    keys = window.results_panel.table_model.suspicious
+    series_key = next(iter(keys))
+    window.controller.go_to(series_key)
+    wait_for(window.controller.frameShown, timeout_ms=5000, condition=lambda: window.controller.shown_key == series_key)
+    window.series_dock.raise_()
+    window.results_dock.raise_()
+    window.browser.select_key(series_key)
+    for _ in range(20):
+        app.processEvents()
+        time.sleep(0.05)
+    shot = app.primaryScreen().grabWindow(0)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if not shot.save(str(args.out)):
+        raise SystemExit(f"could not write {args.out}")
+    print(f"{args.out}: {shot.width()} x {shot.height()}, model: {window.classifier.contract.name} ({which}), "
+          f"slice {window.controller.session.position_text()}, {window.controller.finding_text().splitlines()[0]}")
+    window.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
