@@ -123,3 +123,13 @@ def test_a_batch_started_at_once_still_gives_every_thumbnail(qtbot, window, gui_
     classify_and_wait(qtbot, window)  # the background prefetch pauses; the batch's frames fill in
     qtbot.waitUntil(lambda: len(loaded) == 16, timeout=10_000)
     assert all(window.browser.browser_model.item(0).child(i).text().count("\n") == 1 for i in range(16))
+
+
+def test_closing_everything_during_a_batch_stops_it_and_leaves_no_rows(qtbot, window, gui_data):
+    open_and_show(qtbot, window, [gui_data.series.folder, gui_data.jpgs])
+    with qtbot.waitSignal(window.batchFinished, timeout=30_000) as blocker:
+        assert window.classify_all()
+        window.actions_.close_all.trigger()
+    assert blocker.args == [True]
+    assert window.results_panel.table_model.rowCount() == 0
+    assert not window.controller.session.results

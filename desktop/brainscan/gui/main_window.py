@@ -463,6 +463,10 @@ class MainWindow(QMainWindow):
         if self.classifier is None:
             return
         classes = self.classifier.classes
+        session = self.controller.session
+        results = [r for r in results if session.locate((str(r.ref.path), int(r.ref.frame))) is not None]
+        if not results:  # closed while the batch was stopping
+            return
         keys = self.controller.add_results(results)
         rows = [row_from_result(result, classes) for result in results]
         self.results_panel.table_model.upsert(rows)

@@ -205,6 +205,7 @@ class ResultsPanel(QWidget):
         self.proxy.setSourceModel(self.table_model)
         self.class_combo = QComboBox()
         self.class_combo.setToolTip("Show only images classified as this class")
+        self.class_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.min_confidence = QDoubleSpinBox()
         self.min_confidence.setRange(0.0, 1.0)
         self.min_confidence.setSingleStep(0.05)
