@@ -1,7 +1,8 @@
 """The ``brainscan`` command: headless screening of images and DICOM series.
 
 Exit status: 0 every frame was classified, 1 some frames failed (each has an ``error`` row),
-2 nothing could run (bad model, bad arguments, unusable output folder), 130 interrupted.
+2 nothing could run (bad model, bad arguments, unusable output folder) or a report could not be
+written (results.csv is kept), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from brainscan.engine.errors import BrainscanError
 from brainscan.engine.inference import DEVICES, Classifier
 from brainscan.engine.loading import discover
 from brainscan.engine.overlay import COLORMAPS, blend, caption, write_png
+from brainscan.engine.reports import FORMATS, ReportError, ReportOptions, ReportSession, parse_formats
 from brainscan.engine.resources import default_model_path
 from brainscan.engine.results import ResultsStore
 from brainscan.engine.screening import FrameResult, screen
@@ -57,12 +59,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: one per core)")
     run.add_argument("--keep-identifiers", action="store_true",
                      help="also write patient name, ID and birth date (left out by default)")
+    run.add_argument("--report", type=_report_formats, default=(), metavar="FORMATS",
+                     help=f"also write reports: any of {','.join(FORMATS)}, comma-separated (DICOM for DICOM inputs)")
+    run.add_argument("--deidentify", action="store_true",
+                     help="de-identify the DICOM objects of --report dicom (basic profile, new UIDs)")
     run.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
                      help="progress bar: auto shows it on a terminal only")
 
     card = commands.add_parser("model", help="print the model card (the contract inside the model) as JSON")
     card.add_argument("--model", type=Path, default=None)
     return parser
+
+
+def _report_formats(text: str) -> tuple[str, ...]:
+    try:
+        return parse_formats(text)
+    except ReportError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _say(message: str) -> None:
@@ -106,7 +119,14 @@ def run_screen(args: argparse.Namespace) -> int:
         return EXIT_NOTHING_RAN
     cam_method = None if args.cam == "none" else args.cam
     overlays = args.out / "overlays"
+    if args.deidentify and "dicom" not in args.report:
+        _say("note: --deidentify applies to the DICOM objects of --report dicom")
     with ResultsStore(args.out, classifier.classes, include_identifiers=args.keep_identifiers) as store:
+        reports = ReportSession(
+            args.out, ReportOptions(args.report, colormap=args.colormap, opacity=args.opacity,
+                                    keep_identifiers=args.keep_identifiers, deidentify=args.deidentify),
+            application_version=__version__, model_card=classifier.model_card(), cam_method=cam_method,
+        ) if args.report else None
         todo = [ref for ref in refs if not store.is_done(str(ref.path), ref.frame)]
         if store.resumed:
             _say(f"resuming in {args.out}: {len(refs) - len(todo)} of {len(refs)} frames already done")
@@ -124,6 +144,7 @@ def run_screen(args: argparse.Namespace) -> int:
             "onnxruntime": onnxruntime.__version__,
             "platform": platform.platform(),
             "cam_method": cam_method,
+            "cam_settings": {"colormap": args.colormap, "opacity": args.opacity},
         }
         interrupted = False
         previous = signal.signal(signal.SIGTERM, _interrupt)
@@ -131,12 +152,14 @@ def run_screen(args: argparse.Namespace) -> int:
             from tqdm import tqdm
 
             results = screen(todo, classifier, cam_method=cam_method, batch_size=args.batch_size,
-                             keep_frames=args.save_overlays)
+                             keep_frames=args.save_overlays or reports is not None)
             with tqdm(total=len(todo), disable=not show, unit="frame", dynamic_ncols=True) as bar:
                 for result in results:
                     store.append(result, cam_method)
                     if args.save_overlays:
                         _save_overlay(result, overlays, args)
+                    if reports is not None:
+                        reports.add(result)
                     bar.update(1)
                     bar.set_postfix(errors=store.counts.get("error", 0), refresh=False)
         except KeyboardInterrupt:
@@ -150,8 +173,19 @@ def run_screen(args: argparse.Namespace) -> int:
     _say(f"{ok} ok, {failed} failed of {ok + failed} frames on {classifier.device.used.upper()}; "
          f"results in {args.out / 'results.csv'}")
     if interrupted:
-        _say("interrupted: run the same command again to resume")
+        _say("interrupted: run the same command again to resume" + (" and write the reports" if reports else ""))
         return EXIT_INTERRUPTED
+    if reports is not None:
+        try:
+            outcome = reports.finish(store.rows(), run_info, classifier.classes)
+        except ReportError as exc:
+            _say(f"error: {exc}")
+            return EXIT_NOTHING_RAN
+        for message in outcome.messages:
+            _say(message)
+        documents = [str(path) for path in outcome.written if path.suffix != ".dcm"]
+        if documents:
+            _say(f"reports: {', '.join(documents)}")
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
 

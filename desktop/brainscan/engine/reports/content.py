@@ -1,0 +1,309 @@
+"""What a PDF or HTML report shows, gathered once from ``results.csv``, the thumbnails and the run info.
+
+Both writers render the same :class:`ReportContent`, so they always agree. Nothing here decodes a
+picture: input fingerprints come from file hashes (raster) and DICOM headers read without pixels.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from brainscan import RESEARCH_USE_NOTICE
+from brainscan.engine import raster
+from brainscan.engine.inference import file_sha256
+from brainscan.engine.loading import kind_of
+from brainscan.engine.reports.flags import ReviewRule
+from brainscan.engine.reports.thumbnails import THUMBNAILS_DIR, thumbnail_name
+from brainscan.engine.results import IDENTIFIER_COLUMNS, summarize_series
+
+log = logging.getLogger(__name__)
+
+MAX_THUMBNAILS = 200
+MAX_TABLE_ROWS = 5000
+
+
+@dataclass
+class ImageEntry:
+    """One row of results.csv as a report shows it."""
+
+    path: str
+    frame: int
+    status: str
+    label: str = ""
+    confidence: float = math.nan
+    tumour_probability: float = math.nan
+    probabilities: dict[str, float] = field(default_factory=dict)
+    review: list[str] = field(default_factory=list)
+    error: str = ""
+    series_uid: str = ""
+    series_index: int | None = None
+    thumbnail: Path | None = None
+    identifiers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def where(self) -> str:
+        """The path, with the frame when it is not the first."""
+        return f"{self.path} [frame {self.frame}]" if self.frame else self.path
+
+
+@dataclass
+class InputRecord:
+    """How one input file is pinned down: its SHA-256 (raster) or SOP Instance UID (DICOM)."""
+
+    path: str
+    kind: str  # "raster" | "dicom" | "unknown"
+    fingerprint: str  # hex digest, UID, or "" when unavailable
+    note: str = ""
+
+
+@dataclass
+class ReportContent:
+    """Everything a report shows."""
+
+    title: str
+    notice: str
+    created: str
+    classes: tuple[str, ...]
+    run: Mapping[str, Any]
+    entries: list[ImageEntry]
+    table: list[ImageEntry]  # the per-image table (capped at max_table_rows)
+    gallery: list[ImageEntry]  # entries with a thumbnail, most suspicious first (capped)
+    errors: list[ImageEntry]
+    series: list[dict[str, Any]]
+    inputs: list[InputRecord]
+    rule: ReviewRule
+    colormap: str
+    opacity: float
+    notes: list[str] = field(default_factory=list)
+    identifiers_shown: bool = False
+
+    @property
+    def counts(self) -> dict[str, int]:
+        ok = sum(1 for e in self.entries if e.ok)
+        return {"frames": len(self.entries), "ok": ok, "error": len(self.entries) - ok,
+                "flagged": sum(1 for e in self.entries if e.ok and e.review)}
+
+    def label_counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(self.classes, 0)
+        for entry in self.entries:
+            if entry.ok:
+                counts[entry.label] = counts.get(entry.label, 0) + 1
+        return counts
+
+
+def _float(value: str | None) -> float:
+    try:
+        return float(value) if value not in (None, "") else math.nan
+    except ValueError:
+        return math.nan
+
+
+def entry_from_row(row: Mapping[str, str], classes: tuple[str, ...], rule: ReviewRule, thumbnails: Path | None,
+                   keep_identifiers: bool) -> ImageEntry:
+    frame = int(row.get("frame") or 0)
+    entry = ImageEntry(
+        path=row["path"],
+        frame=frame,
+        status=row.get("status", ""),
+        label=row.get("label", ""),
+        confidence=_float(row.get("confidence")),
+        tumour_probability=_float(row.get("tumour_probability")),
+        error=row.get("error", ""),
+        series_uid=row.get("series_uid", ""),
+        series_index=int(row["series_index"]) if row.get("series_index") else None,
+    )
+    if entry.ok:
+        entry.probabilities = {name: _float(row.get(f"p_{name}")) for name in classes}
+        entry.review = rule.reasons(entry.probabilities)
+        if thumbnails is not None:
+            candidate = thumbnails / thumbnail_name(entry.path, frame)
+            entry.thumbnail = candidate if candidate.is_file() else None
+    if keep_identifiers:
+        entry.identifiers = {c: row[c] for c in IDENTIFIER_COLUMNS if row.get(c)}
+    return entry
+
+
+def fingerprint_inputs(paths: Iterable[str], dicom_uid: Callable[[str], str] | None = None) -> list[InputRecord]:
+    """SHA-256 of each raster input, SOP Instance UID of each DICOM input (``dicom_uid`` maps it, e.g. de-identified)."""
+    import pydicom
+
+    records = []
+    for text in dict.fromkeys(paths):
+        path = Path(text)
+        try:
+            kind = kind_of(raster.sniff_file(path))
+        except Exception as exc:  # a file gone since screening: say so, keep going
+            records.append(InputRecord(text, "unknown", "", f"unavailable ({type(exc).__name__})"))
+            continue
+        try:
+            if kind == "raster":
+                records.append(InputRecord(text, kind, file_sha256(path)))
+            elif kind == "dicom":
+                ds = pydicom.dcmread(path, stop_before_pixels=True, force=True,
+                                     specific_tags=["SOPInstanceUID"])
+                uid = str(ds.get("SOPInstanceUID", "") or "")
+                records.append(InputRecord(text, kind, dicom_uid(uid) if (uid and dicom_uid) else uid))
+            else:
+                records.append(InputRecord(text, kind, file_sha256(path), "not an image"))
+        except Exception as exc:
+            log.info("no fingerprint for %s: %s", path, exc)
+            records.append(InputRecord(text, kind, "", f"unavailable ({type(exc).__name__})"))
+    return records
+
+
+def build_content(
+    out_dir: Path,
+    rows: Iterable[Mapping[str, str]],
+    run: Mapping[str, Any],
+    classes: tuple[str, ...],
+    *,
+    rule: ReviewRule | None = None,
+    colormap: str = "jet",
+    opacity: float = 0.45,
+    keep_identifiers: bool = False,
+    max_thumbnails: int = MAX_THUMBNAILS,
+    max_table_rows: int = MAX_TABLE_ROWS,
+    dicom_uid: Callable[[str], str] | None = None,
+) -> ReportContent:
+    """Gather a report from the rows of ``results.csv`` (see :func:`brainscan.engine.results.ResultsStore.rows`)."""
+    rule = rule or ReviewRule()
+    thumbnails = out_dir / THUMBNAILS_DIR
+    rows = list(rows)
+    entries = [entry_from_row(r, classes, rule, thumbnails, keep_identifiers) for r in rows]
+    notes: list[str] = []
+
+    table = entries
+    if len(entries) > max_table_rows:
+        ranked = sorted(entries, key=_suspicion, reverse=True)[:max_table_rows]
+        keep = {id(e) for e in ranked}
+        table = [e for e in entries if id(e) in keep]
+        notes.append(f"The per-image table lists the {max_table_rows} most suspicious of {len(entries)} frames "
+                     f"(errors first); every frame is in results.csv.")
+
+    with_thumbnail = sorted((e for e in entries if e.ok and e.thumbnail is not None), key=_suspicion, reverse=True)
+    gallery = with_thumbnail[:max_thumbnails]
+    if len(with_thumbnail) > max_thumbnails:
+        notes.append(f"Thumbnails: the {max_thumbnails} most suspicious of {len(with_thumbnail)} classified frames "
+                     f"(highest tumour probability first); every frame is in the table and in results.csv.")
+    missing = sum(1 for e in entries if e.ok and e.thumbnail is None)
+    if missing:
+        notes.append(f"{missing} classified frames have no thumbnail (screened by an earlier run without --report, "
+                     "or stopped before it was written).")
+
+    errors = [e for e in entries if not e.ok]
+    series = summarize_series(rows, classes)
+    inputs = fingerprint_inputs((e.path for e in entries), dicom_uid)
+    if dicom_uid is not None and any(i.kind == "dicom" for i in inputs):
+        notes.append("DICOM inputs are listed by their de-identified SOP Instance UIDs (--deidentify), "
+                     "the same as in the DICOM objects written.")
+    return ReportContent(
+        title="brainscan screening report",
+        notice=RESEARCH_USE_NOTICE,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        classes=tuple(classes),
+        run=run,
+        entries=entries,
+        table=table,
+        gallery=gallery,
+        errors=errors,
+        series=series,
+        inputs=inputs,
+        rule=rule,
+        colormap=colormap,
+        opacity=opacity,
+        notes=notes,
+        identifiers_shown=keep_identifiers,
+    )
+
+
+def _suspicion(entry: ImageEntry) -> float:
+    """Sort key: errors first, then the highest tumour probability."""
+    if not entry.ok:
+        return math.inf
+    return entry.tumour_probability if not math.isnan(entry.tumour_probability) else -1.0
+
+
+# -- text shared by both writers -------------------------------------------------------------------
+def fmt(value: float, digits: int = 3) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def model_facts(run: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The model card as (label, text) pairs."""
+    card = run.get("model") or {}
+    facts = [
+        ("Name", str(card.get("name", ""))),
+        ("Version", str(card.get("version", ""))),
+        ("Architecture", str(card.get("architecture", ""))),
+        ("Task", str(card.get("task", ""))),
+        ("Classes", ", ".join(card.get("classes", []))),
+        ("Input size", " x ".join(str(v) for v in card.get("input_size", []))),
+        ("Test-time augmentation", ", ".join(card.get("test_time_augmentation", [])) or "none"),
+        ("Intended use", str(card.get("intended_use", ""))),
+    ]
+    training = card.get("training") or {}
+    if training.get("data_fingerprint"):
+        facts.append(("Training data fingerprint", str(training["data_fingerprint"])))
+    return facts
+
+
+def validation_facts(run: Mapping[str, Any]) -> tuple[list[tuple[str, str]], list[list[str]]]:
+    """Validation metrics from the model contract: scalar facts, and a per-class table (header first)."""
+    metrics = (run.get("model") or {}).get("metrics") or {}
+    validation = metrics.get("validation", metrics) if isinstance(metrics, Mapping) else {}
+    facts: list[tuple[str, str]] = []
+    per_class: list[list[str]] = []
+    for key, value in validation.items():
+        if key == "per_class" and isinstance(value, Mapping):
+            per_class = [["class", "precision", "recall", "F1", "support"]]
+            for name, item in value.items():
+                per_class.append([name, *(str(item.get(k, "")) for k in ("precision", "recall", "f1", "support"))])
+        elif key in ("confusion_matrix_axes",):
+            continue
+        elif isinstance(value, (str, int, float)):
+            facts.append((key.replace("_", " "), str(value)))
+        else:
+            facts.append((key.replace("_", " "), _compact(value)))
+    if not validation:
+        facts.append(("validation", "the model contract states no validation metrics"))
+    return facts, per_class
+
+
+def _compact(value: Any) -> str:
+    import json
+
+    return json.dumps(value, separators=(", ", ": "), ensure_ascii=False)[:600]
+
+
+def provenance_facts(run: Mapping[str, Any], content: ReportContent) -> list[tuple[str, str]]:
+    card = run.get("model") or {}
+    device = run.get("device") or {}
+    cam = run.get("cam_method") or "none"
+    settings = run.get("cam_settings") or {"colormap": content.colormap, "opacity": content.opacity}
+    facts = [
+        ("Application", str(run.get("application", ""))),
+        ("Model file", str(card.get("file", ""))),
+        ("Model SHA-256", str(card.get("sha256", ""))),
+        ("onnxruntime", str(run.get("onnxruntime", ""))),
+        ("Execution provider used", ", ".join(device.get("providers", [])[:1]) or str(device.get("used", ""))),
+        ("Device", f"{device.get('used', '')} (requested {device.get('requested', '')})"),
+        ("CAM method", cam),
+        ("CAM settings", ", ".join(f"{k} {v}" for k, v in settings.items())),
+        ("Platform", str(run.get("platform", ""))),
+        ("Screening started", str(run.get("started", ""))),
+        ("Report written", content.created),
+        ("Review rule", content.rule.describe()),
+    ]
+    if device.get("note"):
+        facts.append(("Device note", str(device["note"])))
+    return facts

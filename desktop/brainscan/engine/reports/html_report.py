@@ -1,0 +1,158 @@
+"""The HTML report: one self-contained file (inline CSS, pictures as base64 data URIs, no links out).
+
+The research-use notice heads and ends the page, and in print it repeats at the top and bottom of
+every printed page.
+"""
+
+from __future__ import annotations
+
+import base64
+from html import escape
+from pathlib import Path
+
+from brainscan.engine.reports import common
+from brainscan.engine.reports.content import (
+    ImageEntry,
+    ReportContent,
+    fmt,
+    model_facts,
+    provenance_facts,
+    validation_facts,
+)
+from brainscan.engine.reports.thumbnails import colour_bar, png_bytes
+
+CSS = """
+body{font-family:Helvetica,Arial,sans-serif;font-size:13px;color:#222;margin:0 24px 48px 24px}
+.notice{background:#8b0000;color:#fff;font-weight:bold;padding:6px 10px;text-align:center}
+.notice.top{margin:0 -24px 12px -24px}.notice.bottom{margin:24px -24px 0 -24px}
+h1{font-size:22px}h2{font-size:17px;border-bottom:1px solid #ccc;padding-bottom:3px;margin-top:28px}
+table{border-collapse:collapse;margin:6px 0}th,td{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}
+th{background:#eee}td.num{text-align:right;font-variant-numeric:tabular-nums}
+tr.flag td{background:#fff4d6}tr.err td{background:#fde2e2}
+.gallery{display:flex;flex-wrap:wrap;gap:10px}.thumb{width:200px;font-size:11px;word-break:break-all}
+.thumb img{display:block;max-width:192px;max-height:192px;image-rendering:auto}
+.flagtext{color:#8a5a00}.errtext{color:#a00}.small{font-size:11px;color:#555}
+.bar img{width:256px;height:12px;display:block}.bar span{display:inline-block;width:128px;font-size:11px}
+.bar span.r{text-align:right}
+@media print{.notice.top{position:fixed;top:0;left:0;right:0;margin:0}
+.notice.bottom{position:fixed;bottom:0;left:0;right:0;margin:0}body{margin:40px 12px}
+tr,.thumb{page-break-inside:avoid}}
+"""
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _facts_table(facts: list[tuple[str, str]]) -> str:
+    rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in facts)
+    return f"<table>{rows}</table>"
+
+
+def _grid(rows: list[list[str]]) -> str:
+    if not rows:
+        return ""
+    head = "".join(f"<th>{escape(c)}</th>" for c in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows[1:])
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _image_row(entry: ImageEntry, content: ReportContent) -> str:
+    cells = [f"<td>{escape(entry.path)}</td>", f"<td class=num>{entry.frame}</td>"]
+    if entry.ok:
+        cells.append(f"<td>{escape(entry.label)}</td>")
+        cells += [f"<td class=num>{fmt(entry.probabilities.get(c, float('nan')))}</td>" for c in content.classes]
+        cells.append(f"<td class=num>{fmt(entry.tumour_probability)}</td>")
+        review = "; ".join(entry.review)
+        cells.append(f"<td class=flagtext>{'REVIEW: ' + escape(review) if review else ''}</td>")
+        css = " class=flag" if entry.review else ""
+    else:
+        cells.append(f"<td colspan={len(content.classes) + 3} class=errtext>error: {escape(entry.error)}</td>")
+        css = " class=err"
+    if content.identifiers_shown:
+        cells.append(f"<td>{escape(' / '.join(entry.identifiers.values()))}</td>")
+    return f"<tr{css}>{''.join(cells)}</tr>"
+
+
+def render_html(content: ReportContent) -> str:
+    """The report as one HTML document (str)."""
+    counts = content.counts
+    notice = escape(content.notice)
+    out: list[str] = [
+        "<!DOCTYPE html>",
+        "<html lang=en><head><meta charset=utf-8>",
+        f"<title>{escape(content.title)} - {escape(common.RESEARCH_BANNER)}</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<div class='notice top'>{notice}</div>",
+        f"<h1>{escape(content.title)}</h1>",
+        f"<p class=small>Written {escape(content.created)} by {escape(str(content.run.get('application', '')))}. "
+        f"{notice}</p>",
+        "<h2>Summary</h2>",
+        f"<p>{counts['frames']} frames: {counts['ok']} classified, {counts['error']} failed, "
+        f"{counts['flagged']} flagged for review ({escape(content.rule.describe())}).</p>",
+        _grid([["class", "frames"], *([name, str(n)] for name, n in content.label_counts().items())]),
+    ]
+    out += [f"<p class=small>{escape(note)}</p>" for note in content.notes]
+    if content.series:
+        out.append("<h2>Series</h2>")
+        rows = [["series", "slices", "classified", "errors", "labels", "most suspicious slice", "tumour probability"]]
+        for item in content.series:
+            where = ""
+            if item.get("most_suspicious_path"):
+                index = item.get("most_suspicious_index")
+                where = (f"slice {index + 1 if index is not None else '?'} of {item['slices']}: "
+                         f"{item['most_suspicious_path']} ({item.get('most_suspicious_label')})")
+            labels = ", ".join(f"{k} {v}" for k, v in sorted(item["labels"].items()))
+            rows.append([item["series_uid"], str(item["slices"]), str(item["ok"]), str(item["errors"]), labels,
+                         where, fmt(item.get("max_tumour_probability") or float("nan"))])
+        out.append(_grid(rows))
+    out.append("<h2>Per image</h2>")
+    head = ["path", "frame", "class", *(f"p({c})" for c in content.classes), "tumour p", "flag for review"]
+    if content.identifiers_shown:
+        head.append("patient (name / ID / birth date)")
+    out.append("<table><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr>")
+    out += [_image_row(e, content) for e in content.table]
+    out.append("</table>")
+    if content.errors:
+        out.append(f"<h2>Errors ({len(content.errors)})</h2><ul>")
+        out += [f"<li class=errtext>{escape(e.where)}: {escape(e.error)}</li>" for e in content.errors]
+        out.append("</ul>")
+    if content.gallery:
+        out.append("<h2>Heat maps</h2>")
+        if content.run.get("cam_method"):
+            bar = _data_uri(png_bytes(colour_bar(content.colormap)))
+            out.append(f"<div class=bar><img alt='colour bar' src='{bar}'><span>0 low</span><span class=r>1 high</span>"
+                       f"<div class=small>{escape(str(content.run.get('cam_method')))} heat map of the predicted class, "
+                       f"colour map {escape(content.colormap)}, opacity {content.opacity:.2f}</div></div>")
+        out.append("<div class=gallery>")
+        for entry in content.gallery:
+            image = _data_uri(Path(entry.thumbnail).read_bytes()) if entry.thumbnail else ""
+            flag = f"<div class=flagtext>REVIEW: {escape('; '.join(entry.review))}</div>" if entry.review else ""
+            out.append(f"<div class=thumb><img alt='heat map' src='{image}'><b>{escape(entry.label)} "
+                       f"{fmt(entry.confidence, 2)}</b> (tumour p {fmt(entry.tumour_probability, 2)})"
+                       f"<div>{escape(entry.where)}</div>{flag}</div>")
+        out.append("</div>")
+    out.append("<h2>Model card</h2>")
+    out.append(_facts_table(model_facts(content.run)))
+    facts, per_class = validation_facts(content.run)
+    out.append("<h3>Validation (from the model contract)</h3>" + _facts_table(facts) + _grid(per_class))
+    out.append("<h2>Provenance</h2>")
+    out.append(_facts_table(provenance_facts(content.run, content)))
+    out.append("<h3>Inputs</h3>")
+    rows = [["path", "kind", "SHA-256 (raster) or SOP Instance UID (DICOM)"]]
+    rows += [[i.path, i.kind, i.fingerprint or i.note] for i in content.inputs]
+    out.append(_grid(rows))
+    out.append(f"<div class='notice bottom'>{notice}</div></body></html>")
+    return "\n".join(out)
+
+
+def write_html(content: ReportContent, path: Path) -> Path:
+    """Write the report to ``path`` atomically.
+
+    Raises
+    ------
+    OSError
+        When it cannot be written (the caller turns it into a one-line message).
+    """
+    common.write_atomic(path, render_html(content).encode("utf-8"))
+    return path

@@ -1,0 +1,471 @@
+"""`brainscan screen --report pdf,html,dicom` end to end on real slices, with a tiny model.
+
+Inputs: one real Kaggle JPG per class, a three-slice MR study and a multi-frame secondary capture
+built from real slices by ``dicom_factory`` (they carry the factory's patient identifiers).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import csv
+import errno
+import io
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import pydicom
+import pytest
+from pydicom.multival import MultiValue
+from pydicom.uid import generate_uid
+
+import dicom_factory as factory
+from brainscan import RESEARCH_USE_NOTICE
+from brainscan.cli import main
+from brainscan.engine.reports import ReportError, ReviewRule, parse_formats
+from brainscan.engine.reports import common as report_common
+from brainscan.engine.reports.content import build_content
+from brainscan.engine.reports.html_report import render_html
+from tiny_models import FOUR_CLASSES, build_tiny_model
+
+pypdf = pytest.importorskip("pypdf")
+
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
+IDENTIFIERS = ("Doe^Jane", "BS-000123", "19700101", "ACC0001", "Example Hospital", "Who^Doctor")
+PATIENT_IDENTIFIERS = ("Doe^Jane", "BS-000123", "19700101")
+
+
+# -- inputs and runs ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("model") / "tiny.onnx")
+
+
+def write_study(folder: Path, images: list[Path]) -> list[Path]:
+    """An axial MR series of real slices: one study, one series, 2 mm apart."""
+    folder.mkdir(parents=True, exist_ok=True)
+    study, series = generate_uid(), generate_uid()
+    paths = []
+    for index, image in enumerate(images):
+        pixels = factory.twelve_bit(factory.read_grey(image), seed=index)
+        ds = factory.new_dataset(
+            pixels, series_uid=series, StudyInstanceUID=study, InstanceNumber=index + 1,
+            ImageOrientationPatient=[1, 0, 0, 0, 1, 0], ImagePositionPatient=[-100.0, -100.0, 2.0 * index],
+            PixelSpacing=[0.9, 0.9], SliceThickness=2.0, WindowCenter=500, WindowWidth=1000, Manufacturer="Example",
+        )
+        paths.append(factory.save(ds, folder / f"slice{index + 1}.dcm"))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> SimpleNamespace:
+    if not factory.KAGGLE_TRAINING.is_dir():
+        pytest.skip(f"the Kaggle training JPGs are not at {factory.KAGGLE_TRAINING}")
+    root = tmp_path_factory.mktemp("inputs")
+    raster = root / "raster"
+    raster.mkdir()
+    jpgs = []
+    for category in FOUR_CLASSES:
+        source = factory.kaggle_images(1, category, start=3)[0]
+        jpgs.append(Path(shutil.copy(source, raster / source.name)))
+    slices = write_study(root / "dicom" / "study", factory.kaggle_images(3, "meningioma", start=40))
+    frames = [factory.twelve_bit(factory.read_grey(p), seed=n) for n, p in
+              enumerate(factory.kaggle_images(2, "pituitary", start=40))]
+    multiframe = factory.write_multiframe(root / "dicom" / "multiframe.dcm", frames)
+    return SimpleNamespace(root=root, raster=raster, jpgs=jpgs, slices=slices, multiframe=multiframe,
+                           dicom=[*slices, multiframe])
+
+
+def run(arguments: list[str]) -> tuple[int, str]:
+    """``brainscan`` in-process: (exit status, stderr)."""
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        try:
+            status = main(arguments)
+        except SystemExit as exc:  # argparse refusals
+            status = int(exc.code or 0)
+    return status, stderr.getvalue()
+
+
+def screen(paths: list[Path], out: Path, model: Path, *extra: str) -> tuple[int, str]:
+    return run(["screen", *map(str, paths), "--out", str(out), "--model", str(model), "--device", "cpu", *extra])
+
+
+@pytest.fixture(scope="module")
+def full_run(inputs, model, tmp_path_factory) -> SimpleNamespace:
+    out = tmp_path_factory.mktemp("run") / "out"
+    status, err = screen([inputs.root], out, model, "--report", "pdf,html,dicom")
+    return SimpleNamespace(out=out, status=status, err=err)
+
+
+@pytest.fixture(scope="module")
+def deidentified_run(inputs, model, tmp_path_factory) -> SimpleNamespace:
+    out = tmp_path_factory.mktemp("deid") / "out"
+    status, err = screen([inputs.root / "dicom"], out, model, "--report", "pdf,html,dicom", "--deidentify")
+    return SimpleNamespace(out=out, status=status, err=err)
+
+
+def rows(out: Path) -> list[dict[str, str]]:
+    with open(out / "results.csv", newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def pdf_pages(path: Path) -> list[str]:
+    return [page.extract_text() or "" for page in pypdf.PdfReader(str(path)).pages]
+
+
+def dicom_objects(out: Path) -> list[pydicom.Dataset]:
+    return [pydicom.dcmread(p) for p in sorted((out / "dicom").glob("*.dcm"))]
+
+
+def sr_image_references(ds: pydicom.Dataset) -> list[tuple[str, list[int]]]:
+    """(SOP Instance UID, frame numbers) of every IMAGE item in an SR content tree."""
+    found = []
+
+    def walk(items):
+        for item in items:
+            if item.get("ValueType") == "IMAGE":
+                reference = item.ReferencedSOPSequence[0]
+                frames = reference.get("ReferencedFrameNumber")
+                if frames is None:
+                    frames = []
+                elif not isinstance(frames, MultiValue):
+                    frames = [frames]
+                found.append((str(reference.ReferencedSOPInstanceUID), [int(f) for f in frames]))
+            if "ContentSequence" in item:
+                walk(item.ContentSequence)
+
+    walk(ds.ContentSequence)
+    return found
+
+
+def normalised(text: str) -> str:
+    return re.sub(r"\s+", "", text)
+
+
+# -- options and rules -----------------------------------------------------------------------------
+def test_report_formats_parse_in_a_fixed_order_without_repeats():
+    assert parse_formats("html,PDF, html") == ("pdf", "html")
+    assert parse_formats("dicom") == ("dicom",)
+    with pytest.raises(ReportError, match="'xls'"):
+        parse_formats("pdf,xls")
+    with pytest.raises(ReportError):
+        parse_formats("")
+
+
+def test_unknown_report_format_exits_two_with_one_line(inputs, model, tmp_path):
+    status, err = screen(inputs.jpgs[:1], tmp_path / "out", model, "--report", "pdf,xls")
+    assert status == 2
+    assert len(err.strip().splitlines()) == 1
+    assert "'xls'" in err and "pdf, html, dicom" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_review_flags_low_confidence_and_close_calls_with_parameters():
+    rule = ReviewRule()
+    assert rule.reasons({"glioma": 0.9, "meningioma": 0.05, "notumor": 0.03, "pituitary": 0.02}) == []
+    low = rule.reasons({"glioma": 0.5, "meningioma": 0.2, "notumor": 0.2, "pituitary": 0.1})
+    assert len(low) == 1 and "low confidence" in low[0]
+    close = rule.reasons({"glioma": 0.62, "meningioma": 0.38, "notumor": 0.0, "pituitary": 0.0})
+    assert close == []
+    close = rule.reasons({"glioma": 0.55, "meningioma": 0.45, "notumor": 0.0, "pituitary": 0.0})
+    assert len(close) == 2 and "within 0.15" in close[1]
+    strict = ReviewRule(min_confidence=0.95, margin=0.9)
+    assert len(strict.reasons({"glioma": 0.9, "meningioma": 0.1})) == 2
+    with pytest.raises(ValueError):
+        ReviewRule(min_confidence=1.5)
+
+
+# -- PDF and HTML ----------------------------------------------------------------------------------
+def test_full_run_writes_every_report_and_says_raster_images_have_no_dicom(full_run, inputs):
+    assert full_run.status == 0, full_run.err
+    assert "Traceback" not in full_run.err
+    assert "4 raster images have no DICOM output; DICOM objects are written for DICOM inputs only" in full_run.err
+    for name in ("report.pdf", "report.html", "results.csv", "results.json"):
+        assert (full_run.out / name).is_file()
+    assert len(list((full_run.out / "thumbnails").glob("*.png"))) == len(rows(full_run.out)) == 4 + 3 + 2
+    assert not list(full_run.out.rglob("*.tmp"))
+
+
+def test_pdf_holds_classes_probabilities_model_card_provenance_and_the_notice_on_every_page(full_run, inputs):
+    pages = pdf_pages(full_run.out / "report.pdf")
+    assert len(pages) >= 2
+    for number, text in enumerate(pages, 1):
+        assert RESEARCH_USE_NOTICE in text, f"page {number} lacks the notice"
+    text = "\n".join(pages)
+    flat = normalised(text)
+    for name in FOUR_CLASSES:
+        assert f"p({name})" in flat
+    for row in rows(full_run.out):
+        assert f"{float(row['p_glioma']):.3f}" in text
+        assert row["label"] in text
+    run = json.loads((full_run.out / "results.json").read_text())["run"]
+    for fact in (run["model"]["sha256"], run["onnxruntime"], "CPUExecutionProvider", "gradcam", "tiny-conv",
+                 "tiny-test-model", "Modelcard", "Provenance", "Heatmaps"):
+        assert normalised(fact) in flat, fact
+    assert normalised(str(pydicom.dcmread(inputs.slices[0]).SOPInstanceUID)) in flat
+    assert normalised(factory_sha256(inputs.jpgs[0])) in flat
+    reader = pypdf.PdfReader(str(full_run.out / "report.pdf"))
+    assert len(reader.pages[1].images) + sum(len(p.images) for p in reader.pages) > 0  # real pictures inside
+
+
+def factory_sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_html_is_self_contained_and_holds_the_same(full_run):
+    html = (full_run.out / "report.html").read_text(encoding="utf-8")
+    assert "<link" not in html.lower() and "<script" not in html.lower()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//|file:)""", html, re.IGNORECASE)
+    assert "url(" not in html  # no external CSS resources either
+    sources = re.findall(r"""src=['"]([^'"]+)['"]""", html)
+    assert len(sources) == 9 + 1  # nine thumbnails and the colour bar
+    for source in sources:
+        assert source.startswith("data:image/png;base64,")
+        assert base64.b64decode(source.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert html.count(RESEARCH_USE_NOTICE) >= 2
+    for row in rows(full_run.out):
+        assert f"{float(row['p_pituitary']):.3f}" in html
+    for name in FOUR_CLASSES:
+        assert f"p({name})" in html
+    assert "Model card" in html and "Provenance" in html and "Series" in html
+
+
+def test_thumbnails_are_capped_and_the_report_says_so(full_run):
+    run = json.loads((full_run.out / "results.json").read_text())["run"]
+    content = build_content(full_run.out, rows(full_run.out), run, FOUR_CLASSES, max_thumbnails=3, max_table_rows=4)
+    assert len(content.gallery) == 3
+    tumour = sorted((float(r["tumour_probability"]) for r in rows(full_run.out)), reverse=True)
+    assert [e.tumour_probability for e in content.gallery] == pytest.approx(tumour[:3], abs=1e-6)
+    assert len(content.table) == 4
+    html = render_html(content)
+    assert "the 3 most suspicious of 9 classified frames" in html
+    assert "the 4 most suspicious of 9 frames" in html
+
+
+# -- DICOM -----------------------------------------------------------------------------------------
+def test_dicom_objects_reread_with_the_right_classes_study_and_references(full_run, inputs):
+    sources = {str(p): pydicom.dcmread(p) for p in inputs.dicom}
+    by_sop = {str(ds.SOPInstanceUID): ds for ds in sources.values()}
+    objects = dicom_objects(full_run.out)
+    captures = [ds for ds in objects if ds.SOPClassUID == SECONDARY_CAPTURE]
+    reports = [ds for ds in objects if ds.SOPClassUID == COMPREHENSIVE_3D_SR]
+    assert len(captures) == 5 and len(reports) == 2 and len(objects) == 7
+    for ds in captures:
+        reference = ds.SourceImageSequence[0]
+        source = by_sop[str(reference.ReferencedSOPInstanceUID)]
+        assert reference.ReferencedSOPClassUID == source.SOPClassUID
+        assert ds.StudyInstanceUID == source.StudyInstanceUID
+        assert ds.SeriesInstanceUID != source.SeriesInstanceUID
+        assert ds.PhotometricInterpretation == "RGB" and ds.SamplesPerPixel == 3
+        assert ds.pixel_array.shape[0] > source.Rows  # the caption strip below the slice
+        assert "RESEARCH USE ONLY" in ds.SeriesDescription
+        assert ds.PatientName == "Doe^Jane"  # patient module kept without --deidentify
+        if source.SOPClassUID == factory.MULTIFRAME_GREY_WORD_SC:
+            assert int(reference.ReferencedFrameNumber) in (1, 2)
+        equipment = ds.ContributingEquipmentSequence[0]
+        assert equipment.Manufacturer == "brainscan"
+        assert equipment.PurposeOfReferenceCodeSequence[0].CodeValue == "109103"
+    assert len({ds.SeriesInstanceUID for ds in captures}) == 2  # one new series per source series
+    referenced = set()
+    for ds in reports:
+        assert "RESEARCH USE ONLY" in ds.SeriesDescription
+        assert ("brainscan", "109103") in {(item.Manufacturer, item.PurposeOfReferenceCodeSequence[0].CodeValue)
+                                           for item in ds.ContributingEquipmentSequence}
+        references = sr_image_references(ds)
+        studies = {by_sop[uid].StudyInstanceUID for uid, _ in references}
+        assert studies == {ds.StudyInstanceUID}
+        referenced |= {(uid, tuple(frames)) for uid, frames in references}
+    multiframe_uid = str(sources[str(inputs.multiframe)].SOPInstanceUID)
+    assert (multiframe_uid, (1,)) in referenced and (multiframe_uid, (2,)) in referenced
+    assert {uid for uid, _ in referenced} == set(by_sop)
+
+
+def test_structured_report_codes_the_class_and_names_the_algorithm(full_run):
+    report = next(ds for ds in dicom_objects(full_run.out) if ds.SOPClassUID == COMPREHENSIVE_3D_SR)
+    codes, texts = [], []
+
+    def walk(items):
+        for item in items:
+            if item.ValueType == "CODE":
+                codes.append((item.ConceptNameCodeSequence[0].CodeValue, item.ConceptCodeSequence[0].CodeValue))
+            if item.ValueType == "TEXT":
+                texts.append((item.ConceptNameCodeSequence[0].CodeMeaning, item.TextValue))
+            if "ContentSequence" in item:
+                walk(item.ContentSequence)
+
+    walk(report.ContentSequence)
+    assert report.ContentTemplateSequence[0].TemplateIdentifier == "1500"
+    findings = {value for name, value in codes if name == "121071"}
+    assert findings and findings <= {"GLIOMA", "302820008", "281900007", "254956000"}
+    assert ("Algorithm Name", "brainscan") in texts
+    assert any(name == "Algorithm Parameters" and "tiny-test-model 0.0.1" in value for name, value in texts)
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (dicom3tools) is not installed")
+def test_dicom_objects_pass_dciodvfy(full_run, deidentified_run):
+    paths = sorted((full_run.out / "dicom").glob("*.dcm")) + sorted((deidentified_run.out / "dicom").glob("*.dcm"))
+    assert paths
+    for path in paths:
+        result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+        errors = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
+        assert not errors, f"{path.name}: {errors}"
+
+
+# -- privacy ---------------------------------------------------------------------------------------
+def test_no_patient_identifiers_in_csv_json_html_or_pdf_without_keep_identifiers(full_run):
+    texts = {
+        "results.csv": (full_run.out / "results.csv").read_text(),
+        "results.json": (full_run.out / "results.json").read_text(),
+        "series.csv": (full_run.out / "series.csv").read_text(),
+        "report.html": (full_run.out / "report.html").read_text(),
+        "report.pdf": "\n".join(pdf_pages(full_run.out / "report.pdf")),
+    }
+    for name, text in texts.items():
+        for value in IDENTIFIERS:
+            assert value not in text, f"{value!r} in {name}"
+
+
+def test_deidentified_dicom_carries_no_identifiers_and_keeps_linkage_within_the_run(deidentified_run, inputs):
+    assert deidentified_run.status == 0, deidentified_run.err
+    originals = {str(pydicom.dcmread(p).SOPInstanceUID) for p in inputs.dicom}
+    original_studies = {str(pydicom.dcmread(p).StudyInstanceUID) for p in inputs.dicom}
+    objects = dicom_objects(deidentified_run.out)
+    assert len(objects) == 7
+    for path in (deidentified_run.out / "dicom").glob("*.dcm"):
+        data = path.read_bytes()
+        for value in IDENTIFIERS:
+            assert value.encode() not in data, f"{value!r} in {path.name}"
+        for uid in originals | original_studies:
+            assert uid.encode() not in data, f"source UID in {path.name}"
+    for ds in objects:
+        assert ds.PatientIdentityRemoved == "YES"
+        assert ds.DeidentificationMethodCodeSequence[0].CodeValue == "113100"
+        assert ds.PatientBirthDate == ""
+        purposes = {item.PurposeOfReferenceCodeSequence[0].CodeValue for item in ds.ContributingEquipmentSequence}
+        assert {"109103", "109104"} <= purposes
+    captures = [ds for ds in objects if ds.SOPClassUID == SECONDARY_CAPTURE]
+    reports = [ds for ds in objects if ds.SOPClassUID == COMPREHENSIVE_3D_SR]
+    studies = {ds.StudyInstanceUID for ds in objects}
+    assert len(studies) == 2 and not studies & original_studies
+    capture_sources = {str(ds.SourceImageSequence[0].ReferencedSOPInstanceUID) for ds in captures}
+    report_sources = {uid for ds in reports for uid, _ in sr_image_references(ds)}
+    assert capture_sources == report_sources and len(capture_sources) == 4
+    for ds in reports:
+        study_of_capture = {c.StudyInstanceUID for c in captures
+                            if str(c.SourceImageSequence[0].ReferencedSOPInstanceUID) in
+                            {uid for uid, _ in sr_image_references(ds)}}
+        assert study_of_capture == {ds.StudyInstanceUID}
+    assert len({ds.PatientID for ds in objects}) == 1  # one pseudonym for the one patient
+    html = (deidentified_run.out / "report.html").read_text()
+    assert all(uid not in html for uid in originals)
+    assert all(uid in html for uid in capture_sources)
+
+
+def test_keep_identifiers_brings_them_into_the_reports(inputs, model, tmp_path):
+    out = tmp_path / "out"
+    status, err = screen(inputs.slices[:1], out, model, "--report", "html", "--keep-identifiers")
+    assert status == 0, err
+    assert "Doe^Jane" in (out / "report.html").read_text()
+
+
+def test_deidentify_choice_cannot_change_in_the_same_folder(inputs, model, tmp_path):
+    out = tmp_path / "out"
+    assert screen(inputs.slices[:1], out, model, "--report", "dicom")[0] == 0
+    status, err = screen(inputs.slices[:2], out, model, "--report", "dicom", "--deidentify")
+    assert status == 2
+    assert "without --deidentify" in err and len(err.strip().splitlines()) == 1
+
+
+# -- resume and failures ---------------------------------------------------------------------------
+def test_resumed_run_rebuilds_reports_from_the_csv_with_the_same_dicom_series(inputs, model, tmp_path):
+    out = tmp_path / "out"
+    assert screen(inputs.slices[:2], out, model, "--report", "html,dicom")[0] == 0
+    first = {p.name: pydicom.dcmread(p) for p in (out / "dicom").glob("SC-*.dcm")}
+    status, err = screen(inputs.slices, out, model, "--report", "html,dicom")
+    assert status == 0, err
+    assert "2 of 3 frames already done" in err
+    captures = {p.name: pydicom.dcmread(p) for p in (out / "dicom").glob("SC-*.dcm")}
+    assert len(captures) == 3
+    assert len({ds.SeriesInstanceUID for ds in captures.values()}) == 1
+    for name, ds in first.items():
+        assert captures[name].SOPInstanceUID == ds.SOPInstanceUID
+    (report,) = [pydicom.dcmread(p) for p in (out / "dicom").glob("SR-*.dcm")]
+    assert len(sr_image_references(report)) == 3
+    assert (out / "report.html").read_text().count("data:image/png;base64,") == 3 + 1
+
+
+def test_raster_only_dicom_report_says_why_and_keeps_results(inputs, model, tmp_path):
+    out = tmp_path / "out"
+    status, err = screen(inputs.jpgs, out, model, "--report", "dicom")
+    assert status == 2
+    assert "4 raster images have no DICOM output; DICOM objects are written for DICOM inputs only" in err
+    assert len(rows(out)) == 4
+    assert not list((out / "dicom").glob("*.dcm"))
+
+
+def test_unwritable_output_folder_is_one_line(inputs, model, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    status, err = screen(inputs.jpgs[:1], blocker / "out", model, "--report", "pdf")
+    assert status == 2
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_unwritable_report_folder_keeps_the_results_of_earlier_runs(inputs, model, tmp_path):
+    out = tmp_path / "out"
+    assert screen(inputs.jpgs[:2], out, model)[0] == 0
+    before = (out / "results.csv").read_bytes()
+    (out / "thumbnails").write_text("a file where the folder should be")
+    status, err = screen(inputs.jpgs, out, model, "--report", "pdf")
+    assert status == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "thumbnails" in lines[0] and "Traceback" not in err
+    assert (out / "results.csv").read_bytes() == before
+
+
+def test_disk_full_while_writing_a_report_is_one_line_and_keeps_everything(inputs, model, tmp_path, monkeypatch):
+    real_write = report_common.write_atomic
+
+    def full_disk(path: Path, data: bytes) -> None:
+        if path.suffix == ".pdf":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real_write(path, data)
+
+    monkeypatch.setattr(report_common, "write_atomic", full_disk)
+    out = tmp_path / "out"
+    status, err = screen(inputs.jpgs, out, model, "--report", "pdf,html")
+    assert status == 2
+    lines = [line for line in err.strip().splitlines() if "error" in line]
+    assert len(lines) == 1 and "disk is full" in lines[0] and "results.csv" in lines[0]
+    assert "Traceback" not in err
+    assert len(rows(out)) == 4 and (out / "results.json").is_file()
+    assert (out / "report.html").is_file() and not (out / "report.pdf").exists()
+    assert len(list((out / "thumbnails").glob("*.png"))) == 4
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_disk_full_while_screening_stops_with_one_line_and_keeps_the_rows(inputs, model, tmp_path, monkeypatch):
+    real_write = report_common.write_atomic
+    written = []
+
+    def full_after_two(path: Path, data: bytes) -> None:
+        if path.suffix == ".png" and len(written) >= 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        written.append(path)
+        real_write(path, data)
+
+    monkeypatch.setattr(report_common, "write_atomic", full_after_two)
+    out = tmp_path / "out"
+    status, err = screen(inputs.jpgs, out, model, "--report", "html", "--batch-size", "1")
+    assert status == 2
+    assert len(err.strip().splitlines()) == 1 and "disk is full" in err and "Traceback" not in err
+    assert 2 < len(rows(out)) <= 4  # rows already written are kept (the third was written before its thumbnail)
+    assert (out / "results.json").is_file()
