@@ -236,6 +236,9 @@ def test_html_is_self_contained_and_holds_the_same(full_run):
     for name in FOUR_CLASSES:
         assert f"p({name})" in html
     assert "Model card" in html and "Provenance" in html and "Series" in html
+    flagged = sum(bool(ReviewRule().reasons({c: float(r[f"p_{c}"]) for c in FOUR_CLASSES})) for r in rows(full_run.out))
+    assert html.count("<tr class=flag>") == flagged
+    assert html.count("REVIEW: ") == 2 * flagged  # in the table and under the thumbnail
 
 
 def test_thumbnails_are_capped_and_the_report_says_so(full_run):
@@ -469,3 +472,46 @@ def test_disk_full_while_screening_stops_with_one_line_and_keeps_the_rows(inputs
     assert len(err.strip().splitlines()) == 1 and "disk is full" in err and "Traceback" not in err
     assert 2 < len(rows(out)) <= 4  # rows already written are kept (the third was written before its thumbnail)
     assert (out / "results.json").is_file()
+
+
+def test_a_stricter_review_rule_flags_every_frame_in_both_reports(full_run):
+    run = json.loads((full_run.out / "results.json").read_text())["run"]
+    content = build_content(full_run.out, rows(full_run.out), run, FOUR_CLASSES,
+                            rule=ReviewRule(min_confidence=0.999, margin=0.999))
+    assert content.counts["flagged"] == 9
+    html = render_html(content)
+    assert html.count("<tr class=flag>") == 9 and "9 flagged for review" in html
+    from brainscan.engine.reports.pdf_report import render_pdf
+
+    text = "\n".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(render_pdf(content))).pages)
+    assert text.count("REVIEW:") == 2 * 9  # in the table and under each thumbnail
+
+
+def test_model_card_shows_the_validation_metrics_of_the_contract(full_run):
+    run = json.loads((full_run.out / "results.json").read_text())["run"]
+    run["model"]["metrics"] = {"validation": {
+        "images": 812, "accuracy": 0.9421, "macro_f1": 0.9388,
+        "per_class": {name: {"precision": 0.9, "recall": 0.91, "f1": 0.905, "support": 203} for name in FOUR_CLASSES},
+        "caveat": "validation comes from the same public data set as training",
+    }}
+    content = build_content(full_run.out, rows(full_run.out), run, FOUR_CLASSES)
+    html = render_html(content)
+    for fact in ("0.9421", "macro f1", "0.9388", "812", "0.905", "same public data set"):
+        assert fact in html
+    from brainscan.engine.reports.pdf_report import render_pdf
+
+    text = normalised("\n".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(render_pdf(content))).pages))
+    for fact in ("0.9421", "0.9388", "samepublicdataset"):
+        assert fact in text
+
+
+def test_patient_orientation_follows_the_dominant_axes():
+    from brainscan.engine.reports.dicom_outputs import patient_orientation
+
+    axial = pydicom.Dataset()
+    axial.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    assert patient_orientation(axial) == ("L", "P")
+    sagittal = pydicom.Dataset()
+    sagittal.ImageOrientationPatient = [0, 0.96, -0.2, 0, 0.1, -0.99]
+    assert patient_orientation(sagittal) == ("P", "F")
+    assert patient_orientation(pydicom.Dataset()) is None

@@ -197,7 +197,7 @@ class DicomWriter:
             photometric_interpretation="RGB",
             bits_allocated=8,
             coordinate_system=CoordinateSystemNames.PATIENT,
-            study_instance_uid=str(header.get("StudyInstanceUID") or self.uids.derive("study", series_uid)),
+            study_instance_uid=str(header.StudyInstanceUID),
             series_instance_uid=self.uids.derive("sc-series", series_uid),
             series_number=SC_SERIES_BASE + int(header.get("SeriesNumber") or 0) % 1000,
             sop_instance_uid=self.uids.derive("sc", source_uid or result.ref.path, result.ref.frame),

@@ -212,9 +212,11 @@ def build_story(content: ReportContent, width: float) -> list:
 
 def render_pdf(content: ReportContent) -> bytes:
     """The report as PDF bytes."""
+    from reportlab import rl_config
     from reportlab.lib.pagesizes import A4, landscape
     from reportlab.platypus import BaseDocTemplate, Frame, PageTemplate
 
+    rl_config.useA85 = 0  # binary image streams: ASCII85 in pure Python took seconds per hundred pictures
     buffer = io.BytesIO()
     doc = BaseDocTemplate(
         buffer,

@@ -132,6 +132,8 @@ def reference_header(source: Dataset, *, deidentify: bool, uids: UidFactory) -> 
             setattr(header, keyword, "")
     if "Modality" not in header:
         header.Modality = "OT"
+    if not header.get("StudyInstanceUID"):  # a study to belong to, the same for the whole series
+        header.StudyInstanceUID = uids.derive("study-of-series", source.get("SeriesInstanceUID", ""))
     if not deidentify:
         return header
     original_id = str(source.get("PatientID", "") or "")
