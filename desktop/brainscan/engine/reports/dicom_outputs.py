@@ -186,7 +186,8 @@ class DicomWriter:
             f"{result.label} {result.confidence:.2f} (tumour p {result.tumour_probability:.2f}) | {cam}",
             "RESEARCH USE ONLY - not for diagnosis",
         ]
-        assert result.frame is not None
+        if result.frame is None:
+            raise ValueError("the decoded frame was not kept (screen with keep_frames=True)")
         pixels = burn_in(result.frame.picture, result.heat, lines, colormap=self.settings.colormap,
                          opacity=self.settings.opacity)
         orientation = patient_orientation(header)
