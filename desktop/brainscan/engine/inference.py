@@ -18,6 +18,7 @@ import onnxruntime as ort
 
 from brainscan.engine.contract import CAM_WEIGHT, FEATURES, LOGITS, ModelContract, TensorSpec, check_graph
 from brainscan.engine.errors import DeviceError, ModelError
+from brainscan.engine.integrity import verify_weights
 from brainscan.engine.preprocess import to_model_input
 
 DEVICES = ("auto", "cuda", "cpu")
@@ -114,7 +115,8 @@ class Classifier:
     Raises
     ------
     ModelError
-        The file is missing, not ONNX, has no contract, or its graph does not match the contract.
+        The file is missing, not ONNX, has no contract, its graph does not match the contract,
+        or its weights do not match the ``weights_sha256`` its contract records.
     DeviceError
         The device name is unknown.
     """
@@ -152,6 +154,8 @@ class Classifier:
             [TensorSpec(o.name, o.shape) for o in self.session.get_outputs()],
             source=source,
         )
+        # "verified", or "unverified (no checksum in contract)"; altered weights raise ModelError
+        self.integrity = verify_weights(self.model_path, metadata)
         self.input_name = self.session.get_inputs()[0].name
         self._cam_weight: np.ndarray | None = None
         self._sha256: str | None = None
@@ -214,6 +218,7 @@ class Classifier:
             "training": dict(c.training),
             "intended_use": c.intended_use,
             "picture": c.picture,
+            "integrity": self.integrity,
         }
 
 
