@@ -3,7 +3,8 @@
 ``results.csv`` is the record of truth. Each row is flushed as it is made, so a killed process
 loses at most the row it was writing; that partial last line is cut off when the same output
 folder is opened again, and frames already recorded are skipped (resume). ``results.json`` and
-``series.csv`` are rewritten from the CSV (atomically) when a run ends or is interrupted.
+``series.csv`` are rewritten from the CSV (atomically) when a run ends or is interrupted. One run
+at a time writes a folder: :class:`FolderLock` holds ``DIR/.brainscan.lock`` while the store is open.
 """
 
 from __future__ import annotations
@@ -25,12 +26,64 @@ from brainscan.engine.screening import FrameResult
 RESULTS_CSV = "results.csv"
 RESULTS_JSON = "results.json"
 SERIES_CSV = "series.csv"
+LOCK_FILE = ".brainscan.lock"  # held (flock / msvcrt) by the run writing the folder
 
 IDENTIFIER_COLUMNS = ("patient_name", "patient_id", "patient_birth_date")
 
 
 class OutputError(BrainscanError):
     """The output folder cannot be used (unwritable, or holds results of another model)."""
+
+
+class OutputLockedError(OutputError):
+    """Another run is writing to the same output folder."""
+
+
+class FolderLock:
+    """An exclusive, non-blocking lock on ``DIR/.brainscan.lock``, released when closed or when the
+    process ends (however it ends: the operating system drops the lock with the file handle).
+
+    ``fcntl.flock`` on POSIX, ``msvcrt.locking`` on Windows. The lock file itself is left in place:
+    removing it would let a third run lock a new file while the second still holds the old one.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.path = Path(folder) / LOCK_FILE
+        self._handle = open(self.path, "a+b")  # noqa: SIM115 (held for the run)
+        try:
+            self._lock()
+        except OSError as exc:
+            self._handle.close()
+            raise OutputLockedError(
+                f"another brainscan run is writing to {folder}; wait for it to end, or choose another --out folder"
+            ) from exc
+
+    def _lock(self) -> None:
+        if os.name == "nt":
+            import msvcrt
+
+            self._handle.seek(0)
+            msvcrt.locking(self._handle.fileno(), msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def release(self) -> None:
+        if self._handle.closed:
+            return
+        try:
+            if os.name == "nt":
+                import msvcrt
+
+                self._handle.seek(0)
+                msvcrt.locking(self._handle.fileno(), msvcrt.LK_UNLCK, 1)
+            else:
+                import fcntl
+
+                fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
+        finally:
+            self._handle.close()
 
 
 def result_columns(classes: Iterable[str], include_identifiers: bool = False) -> list[str]:
@@ -106,15 +159,25 @@ class ResultsStore:
         self.csv_path = self.out_dir / RESULTS_CSV
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            self._lock = FolderLock(self.out_dir)  # before reading: a second run must not cut our last line
+        except OSError as exc:
+            raise OutputError(
+                f"{self.out_dir}: cannot write results here ({exc.strerror or exc}); choose another --out folder"
+            ) from exc
+        try:
             resuming = self.csv_path.exists() and self.csv_path.stat().st_size > 0
             if resuming:
                 _cut_partial_last_line(self.csv_path)
                 self._load_existing()
             self._stream = open(self.csv_path, "a", encoding="utf-8", newline="")  # noqa: SIM115 (held open)
         except OSError as exc:
+            self._lock.release()
             raise OutputError(
                 f"{self.out_dir}: cannot write results here ({exc.strerror or exc}); choose another --out folder"
             ) from exc
+        except BaseException:
+            self._lock.release()
+            raise
         self._writer = csv.DictWriter(self._stream, fieldnames=self.columns, extrasaction="ignore")
         if self._stream.tell() == 0:
             self._writer.writeheader()
@@ -178,6 +241,7 @@ class ResultsStore:
     def close(self) -> None:
         if not self._stream.closed:
             self._stream.close()
+        self._lock.release()
 
     def rows(self) -> Iterator[dict[str, str]]:
         """Stream the rows of ``results.csv`` (memory stays flat)."""
