@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     card = commands.add_parser("model", help="print the model card (the contract inside the model) as JSON")
     card.add_argument("--model", type=Path, default=None)
+
+    check = commands.add_parser(
+        "self-test", help="check this installation: screen the bundled samples and compressed DICOM, exit 0 if all pass"
+    )
+    check.add_argument("--model", type=Path, default=None, help="model to test (default: shipped)")
+    check.add_argument("--device", choices=DEVICES, default="auto", help="inference device (default: auto)")
     return parser
 
 
@@ -201,6 +207,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "screen":
             return run_screen(args)
+        if args.command == "self-test":
+            from brainscan.selftest import main_self_test
+
+            return main_self_test(args.model, args.device, _say)
         return run_model(args)
     except BrainscanError as exc:
         _say(f"error: {exc}")
