@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 # torch 2.13.0 is the CPU build on these machines; torchvision must be the release made for it.
 TORCH  := torch==2.13.0 torchvision==0.28.0
 
-.PHONY: demo test setup setup-dev lint clean
+.PHONY: demo test setup setup-dev lint clean bundle bundle-test
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,11 +29,23 @@ demo: $(VENV)/.base
 	@echo "Results: demo-output/results.csv, series summary: demo-output/series.csv, overlays: demo-output/overlays/"
 
 lint: $(VENV)/.dev
-	$(VENV)/bin/ruff check desktop trainer tests bench
+	$(VENV)/bin/ruff check desktop trainer tests bench installer
 	$(VENV)/bin/lint-imports
 
+# The frozen application's check runs at the end of `make test` only when asked for (CI does):
+# BRAINSCAN_BUNDLE_TEST=1 or CI=true. It adds about a minute and a half here (installer/README.md).
 test: lint
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest
+	@if [ "$${BRAINSCAN_BUNDLE_TEST:-}" = 1 ] || [ "$${CI:-}" = true ]; then $(MAKE) --no-print-directory bundle-test; fi
+
+# The one-folder application (brainscan + brainscan-viewer, no torch) in installer/dist/brainscan,
+# built from its own environment installer/.venv-bundle; build/ and dist/ are cleaned first.
+bundle:
+	PYTHON=$(PYTHON) installer/build.sh
+
+# Build it, then run the frozen programs: self-tests, CUDA fallback note, a screening run with reports.
+bundle-test: bundle $(VENV)/.base
+	$(PY) installer/check_bundle.py --rounds 3
 
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache
+	rm -rf $(VENV) demo-output .pytest_cache installer/build installer/dist installer/.venv-bundle
