@@ -1,4 +1,13 @@
-"""``python -m trainer``: fit a model, export it to ONNX with its contract, check an export."""
+"""``python -m trainer``: audit data, fit, evaluate, export and quantize brain-MRI classifiers.
+
+Subcommands
+-----------
+audit     duplicates (exact and near), class balance, sizes and modes, broken files; before any split
+fit       two-stage fit (YAML config via --config, any field as a flag, --set key=value; --resume)
+evaluate  metrics, ROC AUC, calibration, confusion matrix, mistakes and Grad-CAMs; report per run
+export    ONNX with the contract and CAM outputs, checked against torch in onnxruntime
+quantize  static INT8 (QDQ, per-channel), compared with fp32 for accuracy and speed
+"""
 
 from __future__ import annotations
 
@@ -7,42 +16,35 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from brainscan.engine.errors import BrainscanError
-from trainer.data import list_samples, read_picture
-from trainer.fit import FitConfig, load_checkpoint, run_fit
-from trainer.weights import OFFLINE_ARCHITECTURES, WEIGHT_SOURCES
+from trainer.config import FitConfig, flag_specs, load_yaml, resolve_config, save_resolved
+from trainer.data import DEFAULT_DATA, TASK_CLASSES, list_samples, read_picture
+from trainer.dedup import DEFAULT_THRESHOLD
+from trainer.errors import TrainerError
+from trainer.fit import FitInterrupted, load_checkpoint, run_fit
+
+DEFAULT_SHIP_INT8 = Path("resources/models/brainscan-4class-lite0-int8.onnx")
 
 
+# -- parsers -----------------------------------------------------------------------------------
 def _fit_parser(sub: argparse._SubParsersAction) -> None:
-    d = FitConfig()
-    p = sub.add_parser("fit", help="train a model and save it under runs/<name>/")
-    p.add_argument("--name", default=d.name, help="run name: the checkpoint goes to <runs-dir>/<name>/")
-    p.add_argument("--data", default=d.data, help="folder with one sub-folder of pictures per class")
-    p.add_argument("--runs-dir", default=d.runs_dir)
-    p.add_argument("--architecture", default=d.architecture, help="a timm model name")
-    p.add_argument(
-        "--weights", choices=WEIGHT_SOURCES, default=None,
-        help="offline: ImageNet from the pip package (Lite0, the default); timm: download (internet); "
-        "none: from scratch (the default for other architectures)",
+    p = sub.add_parser(
+        "fit", help="train a model and save it under runs/<name>/",
+        description="Defaults < --config YAML < flags. The resolved config is saved as runs/<name>/config.yaml.",
     )
-    p.add_argument("--input-size", type=int, default=d.input_size)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--limit", type=int, default=None, help="use only this many pictures (a smoke run)")
-    p.add_argument("--val-fraction", type=float, default=d.val_fraction)
-    p.add_argument("--dedup-threshold", type=int, default=d.dedup_threshold, help="pHash Hamming distance")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--head-epochs", type=int, default=d.head_epochs)
-    p.add_argument("--head-lr", type=float, default=d.head_lr)
-    p.add_argument("--finetune-epochs", type=float, default=d.finetune_epochs)
-    p.add_argument("--finetune-lr", type=float, default=d.finetune_lr)
-    p.add_argument("--threads", type=int, default=d.threads)
-    p.add_argument("--no-channels-last", action="store_true")
-    p.add_argument("--model-name", default=d.model_name)
-    p.add_argument("--version", default=d.version)
+    p.add_argument("--config", type=Path, help="a YAML file of settings (bundled: trainer/configs/*.yaml)")
+    for flag, kwargs in flag_specs():
+        p.add_argument(flag, **kwargs)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any setting, nested ones too: --set augment.rotate_deg=10 --set label_aliases.tumour=tumor")
+    p.add_argument("--resume", type=Path, metavar="RUN", help="continue the interrupted fit in this run folder")
+    p.add_argument("--overwrite", action="store_true", help="start over in a run folder that already holds a run")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("--export", type=Path, default=None, help="also export the trained model to this ONNX file")
 
 
@@ -52,65 +54,249 @@ def _export_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="the ONNX file to write")
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--check-images", type=int, default=16, help="real pictures to compare onnxruntime with torch on")
-    p.add_argument("--data", default=None, help="pictures for the check (default: the run's data)")
+    p.add_argument("--data", nargs="+", default=None, help="pictures for the check (default: the run's data)")
 
 
-def _config_from(args: argparse.Namespace) -> FitConfig:
-    weights = args.weights or ("offline" if args.architecture in OFFLINE_ARCHITECTURES else "none")
-    return FitConfig(
-        name=args.name, data=args.data, runs_dir=args.runs_dir, architecture=args.architecture, weights=weights,
-        input_size=args.input_size, seed=args.seed, limit=args.limit, val_fraction=args.val_fraction,
-        dedup_threshold=args.dedup_threshold, batch_size=args.batch_size, head_epochs=args.head_epochs,
-        head_lr=args.head_lr, finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
-        threads=args.threads, channels_last=not args.no_channels_last, model_name=args.model_name,
-        version=args.version,
-    )
+def _evaluate_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="score a run (or an ONNX file) and write its report")
+    p.add_argument("run", type=Path, nargs="?", help="the run folder")
+    p.add_argument("--onnx", type=Path, help="score this exported file in onnxruntime instead of the checkpoint")
+    p.add_argument("--split", default="validation", choices=("validation", "train", "test", "all"),
+                   help="validation: the run's grouped split (fits the temperature); test: Testing folders")
+    p.add_argument("--data", nargs="+", help="score every picture under these roots instead (an external set)")
+    p.add_argument("--out", type=Path, help="report folder (default: <run>/report)")
+    p.add_argument("--no-update-contract", action="store_true",
+                   help="do not write the fitted temperature and ROC AUC into the run's contract")
+    p.add_argument("--gallery", type=int, default=12, help="most confident mistakes to show")
+    p.add_argument("--examples", type=int, default=4, help="Grad-CAM examples per class")
+    p.add_argument("--cam-method", default="gradcam", choices=("gradcam", "gradcam++", "layercam", "eigencam"))
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=2)
 
 
-def check_pictures(data: str | Path, classes: Sequence[str], count: int, seed: int = 0) -> list[np.ndarray]:
-    """``count`` real pictures spread over the classes, decoded but not resized."""
-    samples = list_samples(data, classes)
+def _quantize_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("quantize", help="static INT8 (QDQ, per-channel) beside fp32: accuracy, size, speed")
+    p.add_argument("run", type=Path, help="the run folder (or an exported .onnx whose contract names its data)")
+    p.add_argument("--onnx", type=Path, help="the fp32 file to quantize (default: export the run's checkpoint)")
+    p.add_argument("--out", type=Path, help="the INT8 file (default: <run>/quantize/model-int8.onnx)")
+    p.add_argument("--calibration-images", type=int, default=200, help="training pictures to calibrate on")
+    p.add_argument("--max-drop", type=float, default=0.3, help="largest accuracy loss, in points, to keep INT8")
+    p.add_argument("--activation-type", choices=("int8", "uint8"), default="int8")
+    p.add_argument("--per-tensor", action="store_true", help="per-tensor instead of per-channel weights")
+    p.add_argument("--ship", type=Path, nargs="?", const=DEFAULT_SHIP_INT8, default=None,
+                   help=f"copy a kept INT8 model (under 6 MB) here (default path: {DEFAULT_SHIP_INT8})")
+    p.add_argument("--speed-seconds", type=float, default=6.0, help="timing window per model and batch size")
+    p.add_argument("--threads", type=int, default=2)
+
+
+def _audit_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("audit", help="audit data before any split: duplicates, balance, sizes, modes, broken files")
+    p.add_argument("--config", type=Path, help="take data, task and aliases from this YAML config")
+    p.add_argument("--data", nargs="+", help=f"data roots (default: {DEFAULT_DATA})")
+    p.add_argument("--task", choices=tuple(TASK_CLASSES), default=None)
+    p.add_argument("--alias", action="append", default=[], metavar="FOLDER=CLASS", help="extra label alias")
+    p.add_argument("--threshold", type=int, default=None, help=f"pHash Hamming distance (default {DEFAULT_THRESHOLD})")
+    p.add_argument("--out", type=Path, default=Path("runs/audit"), help="folder for audit.json and audit.md")
+    p.add_argument("--threads", type=int, default=2)
+
+
+# -- commands ----------------------------------------------------------------------------------
+def config_from_args(args: argparse.Namespace) -> FitConfig:
+    """Defaults < ``--config`` YAML < flags given (only those present in the namespace)."""
+    names = {kwargs["dest"] for _, kwargs in flag_specs()}
+    overrides = {name: getattr(args, name) for name in names if hasattr(args, name)}
+    yaml_values = load_yaml(args.config) if args.config else {}
+    return resolve_config(yaml_values, overrides, args.set)
+
+
+def check_pictures(config: FitConfig, count: int, seed: int = 0, data: Sequence[str] | None = None) -> list[np.ndarray]:
+    """``count`` real pictures spread over the classes, decoded but not resized (broken ones left out)."""
+    samples = list_samples(data or config.data, config.classes, task=config.task, aliases=config.label_aliases)
     rng = np.random.default_rng(seed)
-    chosen = rng.choice(len(samples), size=min(count, len(samples)), replace=False)
-    return [read_picture(samples[i].path) for i in sorted(chosen)]
+    chosen = sorted(rng.choice(len(samples), size=min(count, len(samples)), replace=False))
+    pictures = []
+    for i in chosen:
+        try:
+            pictures.append(read_picture(samples[i].path))
+        except BrainscanError:
+            continue
+    return pictures
 
 
-def export_run(run: Path, out: Path, *, opset: int = 17, check_images: int = 16, data: str | None = None) -> dict:
+def export_run(run: Path, out: Path, *, opset: int = 17, check_images: int = 16, data: Sequence[str] | None = None) -> dict:
     """Export a run's checkpoint and check the file; returns the check's numbers."""
     from trainer.export import check_export, export_onnx
 
     model, contract, config = load_checkpoint(run)
     export_onnx(model, contract, out, opset=opset)
-    pictures = check_pictures(data or config.data, config.classes, check_images, config.seed)
+    pictures = check_pictures(config, check_images, config.seed, data)
     result = check_export(out, model, pictures).as_dict()
     result["size_mb"] = round(out.stat().st_size / 1e6, 2)
     return result
 
 
+def _fit(args: argparse.Namespace, argv: list[str]) -> int:
+    if args.resume:
+        given = [a for a in argv[1:] if a.startswith("--") and a.split("=")[0] not in ("--resume", "--export")]
+        if given:
+            raise TrainerError(f"a resumed fit uses the config saved in {args.resume}; drop {', '.join(given)}")
+        saved = FitConfig.from_dict(json.loads((args.resume / "config.json").read_text())) \
+            if (args.resume / "config.json").is_file() else None
+        if saved is None:
+            raise TrainerError(f"{args.resume}: no config.json here; is it a run folder?")
+        saved = FitConfig.from_dict({**saved.as_dict(), "runs_dir": str(args.resume.parent), "name": args.resume.name})
+        run_dir = run_fit(saved, argv, resume=True)
+    else:
+        config = config_from_args(args)
+        if args.print_config:
+            import yaml
+
+            from trainer.config import to_plain
+
+            print(yaml.safe_dump(to_plain(config.as_dict()), sort_keys=False), end="")
+            return 0
+        run_dir = run_fit(config, argv, overwrite=args.overwrite)
+    if args.export and (run_dir / "checkpoint.pt").is_file():
+        result = export_run(run_dir, args.export)
+        print(f"exported {args.export}: {json.dumps(result)}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from trainer.evaluate import evaluate
+
+    metrics = evaluate(
+        args.run, onnx=args.onnx, split=args.split, data=args.data, out=args.out,
+        update=not args.no_update_contract, gallery=args.gallery, examples=args.examples,
+        cam_method=args.cam_method, device=args.device, threads=args.threads,
+    )
+    summary = {k: metrics[k] for k in ("images", "accuracy", "macro_f1", "weighted_f1")}
+    summary["roc_auc_macro"] = metrics["roc_auc"]["macro"]
+    summary["temperature"] = metrics["calibration"]["temperature"]
+    summary["ece"] = [metrics["calibration"]["before"]["ece"], metrics["calibration"]["after"]["ece"]]
+    print(json.dumps(summary))
+    return 0
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from trainer.evaluate import select_data
+    from trainer.export import open_session, read_contract
+    from trainer.quantize import compare, finish, quantize_onnx
+
+    target = args.run
+    if target.suffix == ".onnx":
+        fp32 = target
+        contract = read_contract(open_session(fp32), source=str(fp32))
+        raw = contract.training.get("config")
+        if not raw:
+            raise TrainerError(f"{fp32}: its contract names no training config; pass the run folder")
+        config = FitConfig.from_dict(raw).resolved()
+        out_dir = fp32.parent / f"{fp32.stem}-quantize"
+    else:
+        _, contract, config = load_checkpoint(target)
+        out_dir = target / "quantize"
+        if args.onnx:
+            fp32 = args.onnx
+            theirs = read_contract(open_session(fp32), source=str(fp32)).training.get("data_fingerprint")
+            if theirs != contract.training.get("data_fingerprint"):
+                raise TrainerError(f"{fp32} was not trained on this run's data; export the run instead (omit --onnx)")
+        else:
+            fp32 = out_dir / "model-fp32.onnx"
+            out_dir.mkdir(parents=True, exist_ok=True)
+            print(f"exported {fp32}: {json.dumps(export_run(target, fp32))}")
+    int8 = args.out or out_dir / "model-int8.onnx"
+    config = FitConfig.from_dict({**config.as_dict(), "threads": args.threads})
+    selection = select_data(config, "validation", None)
+    data = selection.data
+    rng = np.random.default_rng(config.seed)
+    calibration = np.sort(rng.choice(data.train, size=min(args.calibration_images, len(data.train)), replace=False))
+    print(f"calibrating on {len(calibration)} training pictures; validating on {len(data.val)}")
+    quantize_onnx(fp32, int8, data.pictures[calibration], contract=contract, per_channel=not args.per_tensor,
+                  activation_type=args.activation_type)
+    result: dict[str, Any] = {
+        "model": f"{contract.name} {contract.version} ({contract.architecture})",
+        "fp32": str(fp32),
+        "int8": str(int8),
+        "calibration_images": len(calibration),
+        "per_channel": not args.per_tensor,
+        "activation_type": args.activation_type,
+        "split": selection.description,
+    }
+    result.update(compare(fp32, int8, data.pictures[data.val], data.labels[data.val], max_drop=args.max_drop,
+                          threads=args.threads, speed_seconds=args.speed_seconds))
+    result = finish(result, Path(int8), contract, out_dir, args.ship)
+    print(json.dumps({k: result[k] for k in ("fp32_accuracy", "int8_accuracy", "drop_points", "agreement", "fp32_mb",
+                                              "int8_mb", "images_per_s", "kept", "decision")}))
+    if "ship" in result:
+        print(result["ship"])
+    print(f"report: {out_dir / 'quantize.md'}")
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from trainer.audit import audit_data, audit_summary, write_audit
+
+    values = load_yaml(args.config) if args.config else {}
+    for text in args.alias:
+        folder, sep, label = text.partition("=")
+        if not sep:
+            raise TrainerError(f"--alias {text!r}: write it as FOLDER=CLASS")
+        values.setdefault("label_aliases", {})[folder] = label
+    if args.data:
+        values["data"] = args.data
+    if args.task:
+        values["task"] = args.task
+    if args.threshold is not None:
+        values["dedup_threshold"] = args.threshold
+    config = resolve_config(values)
+    report = audit_data(config.data, classes=config.classes, task=config.task, aliases=config.label_aliases,
+                        threshold=config.dedup_threshold, input_size=config.input_size, workers=args.threads)
+    json_path, md_path = write_audit(report, args.out)
+    print(audit_summary(report))
+    print(f"report: {md_path} ({json_path.name} beside it)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _audit_parser(sub)
+    _fit_parser(sub)
+    _evaluate_parser(sub)
+    _export_parser(sub)
+    _quantize_parser(sub)
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    _fit_parser(sub)
-    _export_parser(sub)
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(getattr(args, "threads", None) or 2)
     try:
         if args.command == "fit":
-            config = _config_from(args)
-            torch.set_num_threads(config.threads)
-            run_dir = run_fit(config, argv)
-            if args.export:
-                result = export_run(run_dir, args.export)
-                print(f"exported {args.export}: {json.dumps(result)}")
-        elif args.command == "export":
-            torch.set_num_threads(2)
+            return _fit(args, argv)
+        if args.command == "evaluate":
+            return _evaluate(args)
+        if args.command == "export":
             result = export_run(args.run, args.out, opset=args.opset, check_images=args.check_images, data=args.data)
             print(f"exported {args.out}: {json.dumps(result)}")
+            return 0
+        if args.command == "quantize":
+            return _quantize(args)
+        if args.command == "audit":
+            return _audit(args)
+    except FitInterrupted as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 130
     except BrainscanError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
 
+
+__all__ = ["build_parser", "check_pictures", "config_from_args", "export_run", "main", "save_resolved"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -121,3 +121,18 @@ def data_fingerprint(paths: Sequence[str | Path], root: str | Path) -> str:
     for relative, content in entries:
         digest.update(f"{relative}\t{content}\n".encode())
     return "sha256:" + digest.hexdigest()
+
+
+def fingerprint_files(paths: Sequence[str | Path], roots: Sequence[str | Path], root_of: Sequence[int]) -> str:
+    """:func:`data_fingerprint` over several roots (one root gives exactly :func:`data_fingerprint`)."""
+    roots = [Path(r) for r in roots]
+    if len(roots) == 1:
+        return data_fingerprint(paths, roots[0])
+    entries = sorted(
+        (f"{index}:{Path(p).relative_to(roots[index]).as_posix()}", file_sha256(p))
+        for p, index in zip(paths, root_of, strict=True)
+    )
+    digest = hashlib.sha256()
+    for relative, content in entries:
+        digest.update(f"{relative}\t{content}\n".encode())
+    return "sha256:" + digest.hexdigest()

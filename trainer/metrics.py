@@ -1,4 +1,7 @@
-"""Classification metrics for the model card: accuracy, per-class P/R/F1, confusion matrix."""
+"""Classification metrics for the model card: accuracy, per-class P/R/F1, confusion matrix, ROC AUC.
+
+Pure numpy, so the same numbers come out whether the scores are torch's or onnxruntime's.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: i
 
 
 def classification_report(labels: np.ndarray, predictions: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
-    """A JSON-ready summary: accuracy, macro F1, per-class precision/recall/F1/support, matrix."""
+    """A JSON-ready summary: accuracy, macro and weighted F1, per-class precision/recall/F1/support, matrix."""
     matrix = confusion_matrix(labels, predictions, len(classes))
     true_positive = np.diag(matrix).astype(float)
     predicted = matrix.sum(axis=0).astype(float)
@@ -25,10 +28,12 @@ def classification_report(labels: np.ndarray, predictions: np.ndarray, classes: 
     recall = np.divide(true_positive, actual, out=np.zeros_like(true_positive), where=actual > 0)
     denominator = precision + recall
     f1 = np.divide(2 * precision * recall, denominator, out=np.zeros_like(denominator), where=denominator > 0)
+    weights = actual / max(1.0, actual.sum())
     return {
         "images": int(matrix.sum()),
         "accuracy": round(float(true_positive.sum() / max(1, matrix.sum())), 4),
         "macro_f1": round(float(f1.mean()), 4),
+        "weighted_f1": round(float((f1 * weights).sum()), 4),
         "per_class": {
             name: {
                 "precision": round(float(precision[i]), 4),
@@ -41,3 +46,56 @@ def classification_report(labels: np.ndarray, predictions: np.ndarray, classes: 
         "confusion_matrix": matrix.tolist(),
         "confusion_matrix_axes": "rows: true class, columns: predicted class, in the order of classes",
     }
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks with ties given their average rank."""
+    order = np.argsort(values, kind="mergesort")
+    sorted_values = values[order]
+    ranks = np.empty(len(values), dtype=float)
+    boundaries = np.flatnonzero(np.diff(sorted_values)) + 1
+    starts = np.concatenate([[0], boundaries])
+    ends = np.concatenate([boundaries, [len(values)]])
+    for start, end in zip(starts, ends, strict=True):
+        ranks[order[start:end]] = (start + end + 1) / 2.0
+    return ranks
+
+
+def binary_auc(positive: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve (the Mann-Whitney statistic; ties count one half); NaN without both kinds."""
+    positive = np.asarray(positive, dtype=bool)
+    count_pos, count_neg = int(positive.sum()), int((~positive).sum())
+    if count_pos == 0 or count_neg == 0:
+        return float("nan")
+    ranks = _average_ranks(np.asarray(scores, dtype=float))
+    return float((ranks[positive].sum() - count_pos * (count_pos + 1) / 2) / (count_pos * count_neg))
+
+
+def roc_curve(positive: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """False and true positive rates at every distinct threshold, from (0, 0) to (1, 1)."""
+    positive = np.asarray(positive, dtype=bool)
+    order = np.argsort(-np.asarray(scores, dtype=float), kind="mergesort")
+    sorted_scores = np.asarray(scores, dtype=float)[order]
+    hits = positive[order]
+    last_of_run = np.concatenate([np.flatnonzero(np.diff(sorted_scores)), [len(hits) - 1]])
+    tp = np.cumsum(hits)[last_of_run]
+    fp = (last_of_run + 1) - tp
+    tpr = np.concatenate([[0.0], tp / max(1, positive.sum())])
+    fpr = np.concatenate([[0.0], fp / max(1, (~positive).sum())])
+    return fpr, tpr
+
+
+def roc_auc_per_class(labels: np.ndarray, probabilities: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
+    """One-vs-rest ROC AUC of every class, their macro mean, and for 'any tumour' when it applies."""
+    labels = np.asarray(labels)
+    per_class = {name: round(binary_auc(labels == i, probabilities[:, i]), 4) for i, name in enumerate(classes)}
+    finite = [v for v in per_class.values() if np.isfinite(v)]
+    result: dict[str, Any] = {
+        "per_class": per_class,
+        "macro": round(float(np.mean(finite)), 4) if finite else float("nan"),
+        "method": "one-vs-rest on the softmax probability of each class",
+    }
+    if "notumor" in classes and len(classes) > 2:
+        negative = list(classes).index("notumor")
+        result["tumour_vs_notumor"] = round(binary_auc(labels != negative, 1.0 - probabilities[:, negative]), 4)
+    return result

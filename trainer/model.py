@@ -1,4 +1,4 @@
-"""The network: a timm model, and the wrapper that exports it with what Grad-CAM needs.
+"""The networks: a timm EfficientNet or a small CNN baseline, and the export wrapper for Grad-CAM.
 
 The exported graph has three outputs (names from :mod:`brainscan.engine.contract`):
 ``logits`` (N x K), ``features`` (N x C x h x w, the last feature maps before global average
@@ -20,18 +20,75 @@ from torch import nn
 from trainer.errors import TrainerError, WeightsError
 from trainer.weights import OFFLINE_ARCHITECTURES, WEIGHT_SOURCES, load_offline_imagenet
 
+SMALL_CNN = "smallcnn"
+
+
+class SmallCNN(nn.Module):
+    """The from-scratch baseline: five stride-2 stages of two 3 x 3 conv + BN + ReLU, GAP, linear.
+
+    It has the interface the trainer and the export use on timm models (``forward_features``,
+    ``forward_head``, ``get_classifier``, ``num_features``), so the same fit, export and exact
+    Grad-CAM apply. About 1.2 M parameters; the maps before pooling are 1/32 of the input side.
+    """
+
+    def __init__(self, num_classes: int, widths: tuple[int, ...] = (32, 64, 128, 192, 256), drop_rate: float = 0.2):
+        super().__init__()
+        stages = []
+        channels = 3
+        for width in widths:
+            stages.append(
+                nn.Sequential(
+                    nn.Conv2d(channels, width, 3, stride=2, padding=1, bias=False),
+                    nn.BatchNorm2d(width),
+                    nn.ReLU(inplace=True),
+                    nn.Conv2d(width, width, 3, padding=1, bias=False),
+                    nn.BatchNorm2d(width),
+                    nn.ReLU(inplace=True),
+                )
+            )
+            channels = width
+        self.stages = nn.Sequential(*stages)
+        self.num_features = channels
+        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.drop_rate = drop_rate
+        self.classifier = nn.Linear(channels, num_classes)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+    def get_classifier(self) -> nn.Linear:
+        return self.classifier
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.global_pool(x).flatten(1)
+        x = F.dropout(x, self.drop_rate, self.training)
+        return x if pre_logits else self.classifier(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
 
 def create_model(architecture: str, num_classes: int, weights: str = "none", drop_rate: float = 0.2) -> nn.Module:
-    """Build a timm classifier with ``num_classes`` outputs.
+    """Build a classifier with ``num_classes`` outputs: a timm model, or :class:`SmallCNN`.
 
     Parameters
     ----------
+    architecture:
+        A timm model name (any EfficientNet: ``efficientnet_b0``, ``tf_efficientnet_lite0``, ...)
+        or ``"smallcnn"``.
     weights:
         ``"offline"`` (ImageNet from the pip package, Lite0 only), ``"timm"`` (timm's download,
         needs internet) or ``"none"`` (random initialisation).
     """
     if weights not in WEIGHT_SOURCES:
         raise WeightsError(f"weights {weights!r} is not one of {WEIGHT_SOURCES}")
+    if architecture == SMALL_CNN:
+        if weights != "none":
+            raise WeightsError(f"the {SMALL_CNN} baseline trains from scratch: use --weights none, not {weights!r}")
+        return SmallCNN(num_classes, drop_rate=drop_rate)
     if weights == "offline" and architecture not in OFFLINE_ARCHITECTURES:
         raise WeightsError(
             f"offline weights exist only for {', '.join(OFFLINE_ARCHITECTURES)}, not {architecture!r}; "
@@ -41,8 +98,11 @@ def create_model(architecture: str, num_classes: int, weights: str = "none", dro
         model = timm.create_model(
             architecture, pretrained=weights == "timm", num_classes=num_classes, drop_rate=drop_rate
         )
-    except RuntimeError as exc:  # timm's download failing, an unknown name
-        raise WeightsError(f"cannot create {architecture!r} with weights={weights!r}: {exc}") from exc
+    except Exception as exc:  # timm's download failing (no internet), an unknown name
+        hint = " (no internet? use --weights none, or offline for tf_efficientnet_lite0)" if weights == "timm" else ""
+        raise WeightsError(
+            f"cannot create {architecture!r} with weights={weights!r}: {type(exc).__name__}: {exc}{hint}"
+        ) from exc
     if weights == "offline":
         load_offline_imagenet(model)
     if weights != "none":

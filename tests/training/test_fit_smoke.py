@@ -97,7 +97,7 @@ def test_a_tiny_run_saves_checkpoint_config_and_contract_and_exports(training_di
     for key in ("command", "config", "seed", "data_fingerprint", "machine", "wall_time_s", "images"):
         assert key in contract.training
     _, loaded, loaded_config = load_checkpoint(run_dir)
-    assert loaded == contract and loaded_config == config
+    assert loaded == contract and loaded_config == config.resolved()
     out = tmp_path / "tiny.onnx"
     assert main(["export", str(run_dir), "--out", str(out), "--check-images", "4"]) == 0
     assert out.stat().st_size < 20_000_000

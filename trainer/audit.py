@@ -1,0 +1,295 @@
+"""An audit of the data before any split: duplicates, class balance, sizes and modes, broken files.
+
+``python -m trainer audit`` lists every picture under the data roots (all splits of a
+Training/Testing layout), then reports
+
+- exact duplicates (byte-identical files) and near duplicates (64-bit pHash within the Hamming
+  threshold, grouped by union-find: the same groups the validation split keeps together),
+  each within one split or across splits, and within one class or across classes (a picture
+  filed under two labels);
+- how many pictures of the test split have a near duplicate in training (leakage of the
+  published split);
+- class balance per split; image sizes and modes (format, bit depth, grey or colour); files whose
+  content does not match their suffix (PNG data behind ``.jpg``);
+- files that cannot be decoded (reported and skipped), folders that are not classes of the task.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from brainscan.engine.contract import ModelContract
+from trainer.data import CLASSES_4, decode_pictures, scan_data
+from trainer.dedup import DEFAULT_THRESHOLD, file_sha256, group_near_duplicates, phash
+
+EXAMPLES = 20
+_SUFFIX_FORMAT = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+def _relative(path: Path, roots: Sequence[Path], root: int) -> str:
+    try:
+        return path.relative_to(roots[root]).as_posix() if len(roots) == 1 else f"{roots[root].name}/{path.relative_to(roots[root]).as_posix()}"
+    except ValueError:
+        return str(path)
+
+
+def _describe_groups(
+    members: dict[int, list[int]], splits: list[str], labels: list[str], names: list[str]
+) -> dict[str, Any]:
+    """Counts of multi-member groups by where their members lie, and a few examples."""
+    multi = {g: m for g, m in members.items() if len(m) > 1}
+    across_splits = [g for g, m in multi.items() if len({splits[i] for i in m}) > 1]
+    across_classes = [g for g, m in multi.items() if len({labels[i] for i in m}) > 1]
+    ordered = sorted(multi, key=lambda g: (-len({labels[i] for i in multi[g]}), -len(multi[g]), g))
+
+    def example(g: int) -> dict[str, Any]:
+        return {"files": [f"{names[i]} ({labels[i]}, {splits[i]})" for i in multi[g][:6]], "size": len(multi[g])}
+
+    return {
+        "groups": len(multi),
+        "pictures_in_groups": int(sum(len(m) for m in multi.values())),
+        "redundant_copies": int(sum(len(m) - 1 for m in multi.values())),
+        "largest_group": max((len(m) for m in multi.values()), default=0),
+        "within_one_split": len(multi) - len(across_splits),
+        "across_splits": len(across_splits),
+        "across_classes": len(across_classes),
+        "examples_across_classes": [example(g) for g in across_classes[:EXAMPLES]],
+        "examples": [example(g) for g in ordered[:EXAMPLES]],
+    }
+
+
+def audit_data(
+    roots: str | Path | Sequence[str | Path],
+    *,
+    classes: Sequence[str] = CLASSES_4,
+    task: str = "4class",
+    aliases: dict[str, str] | None = None,
+    threshold: int = DEFAULT_THRESHOLD,
+    input_size: int = 224,
+    workers: int = 2,
+) -> dict[str, Any]:
+    """Audit every picture under ``roots`` (all splits); returns a JSON-ready report."""
+    listing = scan_data(roots, classes, task=task, aliases=aliases, splits=None)
+    samples = listing.samples
+    roots = listing.roots
+    contract = ModelContract(
+        name="audit", version="0", task=task, classes=tuple(classes), architecture="none",
+        input_size=(input_size, input_size),
+    )
+    paths = [s.path for s in samples]
+    with tqdm(total=len(paths), desc="audit: decode", unit="img", mininterval=2, file=sys.stdout) as bar:
+        decoded = decode_pictures(paths, contract, workers=workers, progress=bar.update)
+    with tqdm(total=len(paths), desc="audit: sha256", unit="file", mininterval=2, file=sys.stdout) as bar:
+        digests = []
+        for path in paths:
+            digests.append(file_sha256(path))
+            bar.update(1)
+
+    names = [_relative(s.path, roots, s.root) for s in samples]
+    labels = [classes[s.label] for s in samples]
+    splits = [s.split for s in samples]
+
+    # Exact duplicates: byte-identical files (readable or not).
+    exact_members: dict[int, list[int]] = defaultdict(list)
+    first_of_digest: dict[str, int] = {}
+    for i, digest in enumerate(digests):
+        exact_members[first_of_digest.setdefault(digest, i)].append(i)
+
+    # Near duplicates among the readable pictures.
+    kept = decoded.kept.tolist()
+    hashes = [phash(p) for p in decoded.pictures]
+    groups = group_near_duplicates(hashes, threshold)
+    near_members: dict[int, list[int]] = defaultdict(list)
+    for position, group in enumerate(groups.tolist()):
+        near_members[group].append(kept[position])
+
+    # Leakage of a published split: test pictures with a near duplicate in training.
+    split_set = set(splits)
+    leakage: dict[str, Any] = {}
+    if "testing" in split_set and "training" in split_set:
+        group_of = {index: int(g) for index, g in zip(kept, groups.tolist(), strict=True)}
+        training_groups = {group_of[i] for i in kept if splits[i] == "training"}
+        testing = [i for i in kept if splits[i] == "testing"]
+        leaked = [i for i in testing if group_of[i] in training_groups]
+        exact_training = {digests[i] for i in range(len(samples)) if splits[i] == "training"}
+        leakage = {
+            "testing_pictures": len(testing),
+            "with_a_near_duplicate_in_training": len(leaked),
+            "byte_identical_to_a_training_file": sum(digests[i] in exact_training for i in testing),
+            "examples": [names[i] for i in leaked[:EXAMPLES]],
+        }
+
+    # Balance per split and overall.
+    balance: dict[str, dict[str, int]] = {}
+    for split in [*sorted(split_set), "all"]:
+        counts = Counter(labels[i] for i in range(len(samples)) if split == "all" or splits[i] == split)
+        balance[split] = {c: int(counts.get(c, 0)) for c in classes}
+    overall = np.array(list(balance["all"].values()), dtype=float)
+
+    # Sizes and modes of the readable pictures.
+    sizes = Counter(f"{w}x{h}" for h, w in decoded.sizes)
+    sides = np.array(decoded.sizes, dtype=float).reshape(-1, 2)
+    formats = Counter(decoded.formats)
+    mismatched = []
+    for position, index in enumerate(kept):
+        expected = _SUFFIX_FORMAT.get(paths[index].suffix.lower())
+        actual = decoded.formats[position].split(",")[0]
+        if expected and actual and actual != expected:
+            mismatched.append(f"{names[index]}: {actual} data behind a {paths[index].suffix} name")
+
+    return {
+        "roots": [str(r) for r in roots],
+        "task": task,
+        "classes": list(classes),
+        "threshold": threshold,
+        "hash": f"64-bit DCT perceptual hash of the picture resized to {input_size} x {input_size} (pad-square, area)",
+        "files": len(samples),
+        "readable": len(kept),
+        "unreadable": [{"file": _relative(Path(p), roots, samples[paths.index(Path(p))].root), "why": why}
+                       for p, why in decoded.problems],
+        "ignored_folders": listing.ignored_folders,
+        "ignored_files": listing.ignored_files,
+        "class_balance": balance,
+        "imbalance_ratio": round(float(overall.max() / max(1.0, overall.min())), 3) if len(overall) else None,
+        "sizes": {
+            "distinct": len(sizes),
+            "most_common": dict(sizes.most_common(10)),
+            "min_side": int(sides.min()) if len(sides) else None,
+            "max_side": int(sides.max()) if len(sides) else None,
+            "not_square": int((sides[:, 0] != sides[:, 1]).sum()) if len(sides) else 0,
+        },
+        "modes": dict(formats.most_common()),
+        "suffix_mismatch": {"count": len(mismatched), "examples": mismatched[:EXAMPLES]},
+        "exact_duplicates": _describe_groups(exact_members, splits, labels, names),
+        "near_duplicates": {
+            "groups_in_all": int(groups.max()) + 1 if len(groups) else 0,
+            **_describe_groups(near_members, splits, labels, names),
+        },
+        "test_leakage": leakage,
+    }
+
+
+def _table(rows: list[list[Any]], header: list[str]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def audit_markdown(report: dict[str, Any]) -> str:
+    """The audit as a Markdown page."""
+    classes = report["classes"]
+    near, exact = report["near_duplicates"], report["exact_duplicates"]
+    out = [
+        "# Data audit",
+        "",
+        f"Roots: {', '.join(f'`{r}`' for r in report['roots'])}; task {report['task']}; "
+        f"{report['files']} files, {report['readable']} readable.",
+        "",
+        "## Class balance",
+        "",
+        _table([[split, *counts.values(), sum(counts.values())] for split, counts in report["class_balance"].items()],
+               ["split", *classes, "total"]),
+        "",
+        f"Largest over smallest class: {report['imbalance_ratio']}.",
+        "",
+        "## Duplicates",
+        "",
+        f"Near duplicates: pHash within {report['threshold']} bits ({report['hash']}), grouped by union-find.",
+        "",
+        _table(
+            [
+                ["exact (byte-identical files)", exact["groups"], exact["redundant_copies"], exact["across_splits"],
+                 exact["across_classes"]],
+                ["near (pHash)", near["groups"], near["redundant_copies"], near["across_splits"], near["across_classes"]],
+            ],
+            ["kind", "groups of 2+", "redundant copies", "groups across splits", "groups across classes"],
+        ),
+        "",
+        f"{near['groups_in_all']} near-duplicate groups in all (the units a grouped validation split keeps together); "
+        f"largest group {near['largest_group']} pictures.",
+        "",
+    ]
+    leakage = report["test_leakage"]
+    if leakage:
+        out += [
+            f"**Test leakage:** {leakage['with_a_near_duplicate_in_training']} of {leakage['testing_pictures']} "
+            f"testing pictures have a near duplicate in training "
+            f"({leakage['byte_identical_to_a_training_file']} byte-identical).",
+            "",
+        ]
+    if near["examples_across_classes"]:
+        out += ["Groups filed under more than one class (label conflicts):", ""]
+        out += [f"- {', '.join(e['files'])}" for e in near["examples_across_classes"][:10]]
+        out += [""]
+    if near["examples"]:
+        out += ["Largest near-duplicate groups:", ""]
+        out += [f"- {e['size']} pictures: {', '.join(e['files'])}" for e in near["examples"][:10]]
+        out += [""]
+    sizes = report["sizes"]
+    out += [
+        "## Sizes and modes",
+        "",
+        f"{sizes['distinct']} distinct sizes, sides {sizes['min_side']} to {sizes['max_side']} px, "
+        f"{sizes['not_square']} not square. Most common: "
+        + ", ".join(f"{k} ({v})" for k, v in sizes["most_common"].items()),
+        "",
+        "Modes: " + ", ".join(f"{k} ({v})" for k, v in report["modes"].items()),
+        "",
+        f"Content not matching the suffix: {report['suffix_mismatch']['count']}"
+        + "".join(f"\n- {e}" for e in report["suffix_mismatch"]["examples"][:10]),
+        "",
+        "## Unreadable files and ignored folders",
+        "",
+        f"{len(report['unreadable'])} unreadable (skipped by fit and evaluate):"
+        + "".join(f"\n- {u['file']}: {u['why']}" for u in report["unreadable"][:EXAMPLES]),
+        "",
+        f"{len(report['ignored_folders'])} folders ignored:" + "".join(f"\n- {f}" for f in report["ignored_folders"]),
+        "",
+        f"{report['ignored_files']} files without a picture suffix ignored.",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def write_audit(report: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out_dir / "audit.json", out_dir / "audit.md"
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    md_path.write_text(audit_markdown(report))
+    return json_path, md_path
+
+
+def audit_summary(report: dict[str, Any]) -> str:
+    """A few lines for the terminal."""
+    near, exact = report["near_duplicates"], report["exact_duplicates"]
+    lines = [
+        f"{report['files']} files ({report['readable']} readable, {len(report['unreadable'])} unreadable) "
+        f"under {', '.join(report['roots'])}",
+        "classes: " + ", ".join(f"{c} {n}" for c, n in report["class_balance"]["all"].items())
+        + f" (ratio {report['imbalance_ratio']})",
+        f"exact duplicates: {exact['groups']} groups, {exact['redundant_copies']} redundant copies, "
+        f"{exact['across_splits']} across splits, {exact['across_classes']} across classes",
+        f"near duplicates (pHash <= {report['threshold']}): {near['groups']} groups of 2+, "
+        f"{near['redundant_copies']} redundant copies, {near['across_splits']} across splits, "
+        f"{near['across_classes']} across classes",
+        f"sizes: {report['sizes']['distinct']} distinct, sides {report['sizes']['min_side']}-{report['sizes']['max_side']}; "
+        "modes: " + ", ".join(f"{k} ({v})" for k, v in list(report["modes"].items())[:4]),
+    ]
+    if report["test_leakage"]:
+        leak = report["test_leakage"]
+        lines.append(
+            f"test leakage: {leak['with_a_near_duplicate_in_training']} of {leak['testing_pictures']} "
+            "testing pictures have a near duplicate in training"
+        )
+    for item in report["unreadable"]:
+        lines.append(f"unreadable: {item['file']}: {item['why']}")
+    return "\n".join(lines)

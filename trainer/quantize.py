@@ -1,0 +1,262 @@
+"""Static INT8 quantization of an exported model, measured beside fp32 and kept only when it holds up.
+
+onnxruntime's ``quantize_static`` in QDQ format with per-channel weights, calibrated (MinMax) on
+pictures of the run's *training* split, after onnxruntime's pre-processing (shape inference and
+graph optimisation). The INT8 file keeps the graph's three outputs (``logits``, ``features``,
+``cam_weight``) and gets the run's contract with a ``metrics["quantization"]`` entry; the
+engine's :class:`~brainscan.engine.inference.Classifier` must open it (so ``check_graph``
+passes). Accuracy and onnxruntime CPU speed (batch 8 and 1) are measured for both files on the
+run's validation split; the INT8 model is kept only if it loses at most ``max_drop`` points.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from brainscan.engine.contract import CAM_WEIGHT, FEATURES, LOGITS, ModelContract
+from brainscan.engine.inference import Classifier
+from brainscan.engine.preprocess import normalize
+from trainer.device import machine_info
+from trainer.errors import ExportCheckError
+from trainer.export import open_session, read_contract, write_contract
+
+MAX_DROP_POINTS = 0.3
+SHIP_LIMIT_BYTES = 6_000_000
+ACTIVATION_TYPES = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
+
+
+class _Pictures(CalibrationDataReader):
+    """Feeds normalised calibration batches to onnxruntime's calibrator."""
+
+    def __init__(self, pictures: np.ndarray, contract: ModelContract, input_name: str, batch_size: int = 16) -> None:
+        self._batches: Iterator[dict[str, np.ndarray]] = (
+            {input_name: normalize(pictures[start : start + batch_size], contract)}
+            for start in range(0, len(pictures), batch_size)
+        )
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
+
+
+def quantize_onnx(
+    fp32_path: str | Path,
+    int8_path: str | Path,
+    calibration: np.ndarray,
+    *,
+    contract: ModelContract | None = None,
+    per_channel: bool = True,
+    activation_type: str = "int8",
+) -> Path:
+    """Write the static INT8 (QDQ) model of ``fp32_path`` calibrated on ``calibration`` pictures.
+
+    Parameters
+    ----------
+    calibration:
+        uint8 pictures at the input size (N x H x W x 3), from the training split.
+    contract:
+        Written into the INT8 file (default: the fp32 file's own).
+    """
+    fp32_path, int8_path = Path(fp32_path), Path(int8_path)
+    session = open_session(fp32_path)
+    contract = contract or read_contract(session, source=str(fp32_path))
+    input_name = session.get_inputs()[0].name
+    int8_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=False)
+        quantize_static(
+            str(prepared),
+            str(int8_path),
+            _Pictures(calibration, contract, input_name),
+            quant_format=QuantFormat.QDQ,
+            per_channel=per_channel,
+            activation_type=ACTIVATION_TYPES[activation_type],
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+    model = onnx.load(str(int8_path))
+    names = [o.name for o in model.graph.output]
+    missing = [n for n in (LOGITS, FEATURES, CAM_WEIGHT) if n not in names]
+    if missing:
+        raise ExportCheckError(f"{int8_path}: quantization lost the output(s) {', '.join(missing)} (has {names})")
+    write_contract(int8_path, contract)
+    return int8_path
+
+
+@dataclass
+class Measured:
+    accuracy: float
+    predictions: np.ndarray
+    logits: np.ndarray
+    features_sample: np.ndarray
+    cam_weight: np.ndarray
+
+
+def score_onnx(path: str | Path, pictures: np.ndarray, labels: np.ndarray, threads: int = 2) -> Measured:
+    """Accuracy of an ONNX file on uint8 pictures at the input size."""
+    session = open_session(path, threads)
+    contract = read_contract(session, source=str(path))
+    name = session.get_inputs()[0].name
+    logits, first_features, weight = [], None, None
+    for start in range(0, len(pictures), 16):
+        out = session.run([LOGITS, FEATURES, CAM_WEIGHT], {name: normalize(pictures[start : start + 16], contract)})
+        logits.append(out[0])
+        if first_features is None:
+            first_features, weight = out[1][:4], out[2]
+    logits_all = np.concatenate(logits)
+    predictions = logits_all.argmax(1)
+    return Measured(float((predictions == labels).mean()), predictions, logits_all, first_features, weight)
+
+
+def throughput(path: str | Path, pictures: np.ndarray, batch: int, *, threads: int = 2, seconds: float = 6.0,
+               repeats: int = 3) -> float:
+    """onnxruntime images/s at a batch size (inference only; median of ``repeats`` timed windows)."""
+    session = open_session(path, threads)
+    contract = read_contract(session, source=str(path))
+    name = session.get_inputs()[0].name
+    tensor = normalize(pictures[: max(batch, 1)], contract)
+    if len(tensor) < batch:
+        tensor = np.concatenate([tensor] * (batch // len(tensor) + 1))[:batch]
+    for _ in range(3):
+        session.run([LOGITS], {name: tensor})
+    rates = []
+    for _ in range(repeats):
+        count, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds / repeats:
+            session.run([LOGITS], {name: tensor})
+            count += batch
+        rates.append(count / (time.perf_counter() - started))
+    return round(statistics.median(rates), 1)
+
+
+def compare(
+    fp32_path: str | Path, int8_path: str | Path, pictures: np.ndarray, labels: np.ndarray, *,
+    max_drop: float = MAX_DROP_POINTS, threads: int = 2, speed_seconds: float = 6.0, speed: bool = True,
+) -> dict[str, Any]:
+    """fp32 against INT8: accuracy, agreement, CAM inputs, file size, speed; and whether INT8 is kept."""
+    fp32 = score_onnx(fp32_path, pictures, labels, threads)
+    int8 = score_onnx(int8_path, pictures, labels, threads)
+    drop = round(100 * (fp32.accuracy - int8.accuracy), 2)
+    features_scale = float(np.abs(fp32.features_sample).max()) or 1.0
+    result: dict[str, Any] = {
+        "images": len(labels),
+        "fp32_accuracy": round(fp32.accuracy, 4),
+        "int8_accuracy": round(int8.accuracy, 4),
+        "drop_points": drop,
+        "max_drop_points": max_drop,
+        "agreement": round(float((fp32.predictions == int8.predictions).mean()), 4),
+        "max_logit_diff": round(float(np.abs(fp32.logits - int8.logits).max()), 4),
+        "features_max_rel_diff": round(float(np.abs(fp32.features_sample - int8.features_sample).max()) / features_scale, 4),
+        "cam_weight_max_diff": round(float(np.abs(fp32.cam_weight - int8.cam_weight).max()), 5),
+        "fp32_mb": round(Path(fp32_path).stat().st_size / 1e6, 2),
+        "int8_mb": round(Path(int8_path).stat().st_size / 1e6, 2),
+    }
+    if speed:
+        speeds: dict[str, dict[str, float]] = {"fp32": {}, "int8": {}}
+        for batch in (8, 1):  # interleaved, so load from elsewhere hits both alike
+            for label, path in (("fp32", fp32_path), ("int8", int8_path)):
+                speeds[label][f"batch{batch}"] = throughput(path, pictures, batch, threads=threads,
+                                                            seconds=speed_seconds)
+        result["images_per_s"] = speeds
+        result["speed_note"] = (
+            f"onnxruntime CPUExecutionProvider, {threads} intra-op threads, inference only (no decoding), "
+            "median of 3 timed windows"
+        )
+    result["kept"] = drop <= max_drop
+    return result
+
+
+def engine_check(path: str | Path) -> dict[str, Any]:
+    """The engine opens the file (contract read, check_graph passed) and its outputs are there."""
+    classifier = Classifier(path, device="cpu", threads=2)
+    outputs = [o.name for o in classifier.session.get_outputs()]
+    return {"engine_opens": True, "outputs": outputs, "cam_weight_shape": list(classifier.cam_weight.shape)}
+
+
+def quantization_markdown(result: dict[str, Any]) -> str:
+    speeds = result.get("images_per_s", {})
+    lines = [
+        f"# INT8 quantization of {result['model']}",
+        "",
+        f"Static INT8, QDQ format, per-channel weights ({result['per_channel']}), {result['activation_type']} "
+        f"activations, MinMax calibration on {result['calibration_images']} training pictures; measured on "
+        f"{result['images']} validation pictures ({result['split']}).",
+        "",
+        "| | accuracy | file MB | images/s, batch 8 | images/s, batch 1 |",
+        "|---|---|---|---|---|",
+        f"| fp32 | {result['fp32_accuracy']:.4f} | {result['fp32_mb']} | {speeds.get('fp32', {}).get('batch8', '')} | "
+        f"{speeds.get('fp32', {}).get('batch1', '')} |",
+        f"| INT8 | {result['int8_accuracy']:.4f} | {result['int8_mb']} | {speeds.get('int8', {}).get('batch8', '')} | "
+        f"{speeds.get('int8', {}).get('batch1', '')} |",
+        "",
+        f"Drop: {result['drop_points']} points (limit {result['max_drop_points']}); the two agree on "
+        f"{result['agreement']:.2%} of pictures; largest logit difference {result['max_logit_diff']}; "
+        f"CAM features differ by up to {result['features_max_rel_diff']:.2%} of their range.",
+        "",
+        f"**{'Kept' if result['kept'] else 'Rejected'}**: {result['decision']}",
+        "",
+        f"Engine check: {result.get('engine', {})}",
+        "",
+        f"Speed: {result.get('speed_note', '')}; {result['machine']['processor']}, "
+        f"{result['machine']['cpu_count']} cores (shared with other work, so figures vary by about 10%).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def finish(result: dict[str, Any], int8_path: Path, contract: ModelContract, out_dir: Path,
+           ship: Path | None = None) -> dict[str, Any]:
+    """Record the decision, write the INT8 contract, the JSON and Markdown; ship when it qualifies."""
+    size = int8_path.stat().st_size
+    if result["kept"]:
+        result["decision"] = f"loses {result['drop_points']} points, within {result['max_drop_points']}"
+    else:
+        result["decision"] = f"loses {result['drop_points']} points, more than {result['max_drop_points']}"
+    quant = {k: result[k] for k in ("fp32_accuracy", "int8_accuracy", "drop_points", "agreement", "images",
+                                    "calibration_images", "per_channel", "activation_type")}
+    quant.update(format="QDQ", weights="int8 per-channel" if result["per_channel"] else "int8 per-tensor",
+                 calibration="MinMax on training pictures", images_per_s=result.get("images_per_s", {}))
+    validation = dict(contract.metrics.get("validation", {}))
+    validation["accuracy"] = result["int8_accuracy"]
+    validation["note"] = "accuracy of this INT8 file; the other figures are the fp32 model's"
+    write_contract(int8_path, contract.with_updates(
+        metrics={**contract.metrics, "validation": validation, "quantization": quant},
+        version=contract.version,
+    ))
+    result["engine"] = engine_check(int8_path)
+    shipped = None
+    if ship is not None:
+        if not result["kept"]:
+            result["ship"] = f"not shipped to {ship}: {result['decision']}"
+        elif size >= SHIP_LIMIT_BYTES:
+            result["ship"] = f"not shipped to {ship}: {size / 1e6:.2f} MB, over {SHIP_LIMIT_BYTES / 1e6:.0f} MB"
+        else:
+            ship.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(int8_path, ship)
+            shipped = str(ship)
+            result["ship"] = f"shipped to {ship}"
+    result["shipped"] = shipped
+    result["machine"] = machine_info()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "quantize.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out_dir / "quantize.md").write_text(quantization_markdown(result))
+    return result
