@@ -201,8 +201,25 @@ def run_model(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _quiet_decoders() -> None:
+    """Keep stderr to brainscan's own lines: a damaged file's problem is already in its row.
+
+    pydicom logs every decoder that fails on a damaged file with its traceback and warns about odd
+    values; OpenCV logs libtiff's complaints. ``BRAINSCAN_LOG=DEBUG`` shows them all again.
+    """
+    import warnings
+
+    import cv2
+
+    logging.getLogger("pydicom").setLevel(logging.CRITICAL)
+    warnings.filterwarnings("ignore", module="pydicom")
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("BRAINSCAN_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    if "BRAINSCAN_LOG" not in os.environ:
+        _quiet_decoders()
     args = build_parser().parse_args(argv)
     try:
         if args.command == "screen":

@@ -187,7 +187,10 @@ def decode_frame(ds: Dataset, frame_index: int = 0) -> np.ndarray:
             f"its {transfer_syntax_label(ds)} pixel data cannot be decoded ({_first_line(exc)})",
             "the file may be damaged; " + DECODER_FIX,
         ) from exc
-    except Exception as exc:  # a decoder plugin failing in its own way: still the file's problem
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as exc:  # a decoder plugin failing in its own way: still the file's problem.
+        # Rust decoders (pylibjpeg-rle) panic with pyo3's PanicException, a BaseException (fuzzing finding)
         raise DicomError(
             source_name(ds),
             f"its {transfer_syntax_label(ds)} pixel data cannot be decoded ({type(exc).__name__}: {_first_line(exc)})",
@@ -327,6 +330,23 @@ def apply_window(values: np.ndarray, center: float, width: float) -> np.ndarray:
     return np.floor(np.clip(scaled, 0.0, 255.0) + 0.5).astype(np.uint8)
 
 
+def replace_non_finite(values: np.ndarray) -> np.ndarray | None:
+    """Float values with NaN and -inf set to the lowest finite value and +inf to the highest.
+
+    Returns the array unchanged when all values are finite (always for integers), and None when none
+    is: such a picture has nothing to show (float TIFF or DICOM Float Pixel Data; fuzzing finding).
+    """
+    if values.dtype.kind != "f":
+        return values
+    finite = np.isfinite(values)
+    if finite.all():
+        return values
+    if not finite.any():
+        return None
+    low, high = values[finite].min(), values[finite].max()
+    return np.where(finite, values, np.where(values == np.inf, high, low)).astype(values.dtype)
+
+
 def grey_to_rgb(grey: np.ndarray) -> np.ndarray:
     """Replicate an H x W uint8 picture into H x W x 3."""
     return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
@@ -340,6 +360,9 @@ def colour_to_rgb8(array: np.ndarray, ds: Dataset) -> np.ndarray:
         if array.dtype != np.uint8:  # 16-bit LUT entries
             array = (array.astype(np.uint32) >> 8).astype(np.uint8)
     if array.dtype != np.uint8:
+        array = replace_non_finite(array)
+        if array is None:
+            raise DicomError(source_name(ds), "holds no finite pixel value (all NaN or infinite)", "check how it was exported")
         window = percentile_window(array.astype(np.float64))
         array = apply_window(array, window.center, window.width)
     return np.ascontiguousarray(array[..., :3])
@@ -367,7 +390,9 @@ def to_picture(ds: Dataset, frame_index: int = 0) -> tuple[np.ndarray, np.ndarra
             f"decoded to an array of shape {array.shape}, not one grey frame",
             "check Samples per Pixel and Number of Frames in the header",
         )
-    values = modality_lut(array, ds, frame_index).astype(np.float32)
+    values = replace_non_finite(modality_lut(array, ds, frame_index).astype(np.float32))
+    if values is None:
+        raise DicomError(source_name(ds), "holds no finite pixel value (all NaN or infinite)", "check how it was exported")
     window = voi_window(values, ds, frame_index)
     shown, shown_window = invert_monochrome1(values, window, ds)
     grey = apply_window(shown, shown_window.center, shown_window.width)

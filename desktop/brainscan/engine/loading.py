@@ -168,11 +168,12 @@ def _dicom_headers(path: Path, sniffed: str) -> list[dicom_series.SliceHeader] |
     """Slice headers of a DICOM file, or None when its header cannot be read."""
     try:
         ds = dicom_series.read_header(path, force=sniffed == "dicom-raw")
+        if sniffed == "dicom-raw" and not is_plausible_dicom(ds):
+            return None
+        # values are converted when first read: a damaged one (e.g. an unknown VR) raises here
+        return dicom_series.headers_from_dataset(ds, path)
     except Exception:  # any header problem is reported by load_frame, with the file named
         return None
-    if sniffed == "dicom-raw" and not is_plausible_dicom(ds):
-        return None
-    return dicom_series.headers_from_dataset(ds, path)
 
 
 def is_plausible_dicom(ds: Dataset) -> bool:
@@ -339,8 +340,13 @@ def _load_dicom(ref: FrameRef, *, force: bool) -> Frame:
             f"cannot be turned into a picture ({type(exc).__name__}: {exc})",
             "check the file with `gdcminfo` or `dcmdump`; " + dicom_pixels.DECODER_FIX,
         ) from exc
-    tags = display_tags(ds, ref.frame)
-    identifiers = dataset_strings(ds, IDENTIFIER_KEYWORDS)
+    try:
+        tags = display_tags(ds, ref.frame)
+        identifiers = dataset_strings(ds, IDENTIFIER_KEYWORDS)
+    except Exception as exc:  # values are converted when first read: one may be damaged (fuzzing finding)
+        raise DicomError(
+            ref.path, f"its header holds a value that cannot be read ({type(exc).__name__}: {exc})", raster.RECOPY
+        ) from exc
     return Frame(
         ref=ref,
         picture=picture,

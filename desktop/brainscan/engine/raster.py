@@ -17,7 +17,13 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from brainscan.engine.dicom_pixels import Window, apply_window, grey_to_rgb, percentile_window
+from brainscan.engine.dicom_pixels import (
+    Window,
+    apply_window,
+    grey_to_rgb,
+    percentile_window,
+    replace_non_finite,
+)
 from brainscan.engine.errors import CorruptImageError, ImageTooLargeError, InputError, NotAnImageError
 
 MAX_FILE_BYTES = 1 << 30  # 1 GiB
@@ -260,6 +266,8 @@ def decode_raster(path: str | Path) -> RasterImage:
         raise CorruptImageError(path, f"its {fmt.upper()} header is damaged (no image size found)", RECOPY)
     if size is not None:
         check_size(path, *size)
+        if min(size) == 0:
+            raise CorruptImageError(path, f"its {fmt.upper()} header declares {size[0]} x {size[1]} pixels", RECOPY)
     check_complete(path, data, fmt)
     try:
         array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -271,6 +279,9 @@ def decode_raster(path: str | Path) -> RasterImage:
         check_size(path, array.shape[1], array.shape[0])
     if array.ndim == 3 and array.shape[2] > 4:
         raise NotAnImageError(path, f"has {array.shape[2]} channels", "give a grey, RGB or RGBA image")
+    array = replace_non_finite(array)  # float TIFF with NaN or infinity (fuzzing finding)
+    if array is None:
+        raise CorruptImageError(path, "holds no finite pixel value (all NaN or infinite)", "check how it was exported")
     return to_rgb8(array, fmt.upper())
 
 

@@ -1,0 +1,67 @@
+"""Regression tests for what fuzzing the loaders found (bench/fuzz_loaders.py), at the loader level."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from brainscan.engine.dicom_pixels import replace_non_finite
+from brainscan.engine.errors import CorruptImageError, DicomError, InputError
+from brainscan.engine.loading import discover, load_frame
+
+CORPUS = Path(__file__).parent / "corpus"
+
+
+def only_ref(path: Path):
+    refs = discover([path])
+    assert len(refs) == 1
+    return refs[0]
+
+
+def test_rust_decoder_panic_becomes_a_dicom_error(tmp_path):
+    """pylibjpeg-rle panics (pyo3 PanicException, a BaseException) on a damaged RLE segment."""
+    path = shutil.copy(CORPUS / "fuzz-rle-rust-panic.dcm", tmp_path / "slice.dcm")
+    with pytest.raises(DicomError, match="RLE Lossless.*cannot be decoded.*PanicException") as caught:
+        load_frame(only_ref(Path(path)))
+    assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["fuzz-unknown-vr-in-position.dcm", "fuzz-unknown-vr-in-instance-number.dcm"])
+def test_header_value_with_an_unknown_vr_does_not_break_discovery(tmp_path, name):
+    """pydicom converts values when first read: discover() raised NotImplementedError for the whole run."""
+    path = Path(shutil.copy(CORPUS / name, tmp_path / name))
+    ref = only_ref(path)
+    assert ref.kind == "dicom"
+    with pytest.raises(InputError) as caught:
+        load_frame(ref)
+    assert str(path) in str(caught.value)
+
+
+def test_float_tiff_with_nan_and_infinity_gives_a_finite_picture(tmp_path):
+    values = np.tile(np.linspace(0, 100, 32, dtype=np.float32), (32, 1))
+    values[0, :4] = [np.nan, np.inf, -np.inf, np.nan]
+    path = tmp_path / "float.tiff"
+    assert cv2.imwrite(str(path), values)
+    frame = load_frame(only_ref(path))
+    assert frame.picture.dtype == np.uint8 and frame.picture.shape == (32, 32, 3)
+    assert np.isfinite(frame.values).all()
+    clean = values.copy()
+    clean[0, :4] = [0, 100, 0, 0]  # NaN and -inf to the lowest finite value, +inf to the highest
+    np.testing.assert_array_equal(frame.values, clean)
+
+
+def test_float_tiff_without_any_finite_value_is_refused(tmp_path):
+    path = tmp_path / "nothing.tiff"
+    assert cv2.imwrite(str(path), np.full((16, 16), np.nan, np.float32))
+    with pytest.raises(CorruptImageError, match="no finite pixel value"):
+        load_frame(only_ref(path))
+
+
+def test_replace_non_finite_leaves_finite_and_integer_data_alone():
+    integers = np.arange(6, dtype=np.uint16)
+    floats = np.arange(6, dtype=np.float32)
+    assert replace_non_finite(integers) is integers and replace_non_finite(floats) is floats
