@@ -32,6 +32,7 @@ from brainscan.engine.errors import CorruptImageError, DicomError, ImageTooLarge
 
 MAX_SIDE = 30_000
 MAX_TOTAL_PIXELS = 1_000_000_000  # all frames together
+MAX_FRAME_PIXELS = 100_000_000  # one frame, as for raster images: a 30000 x 30000 frame needs ~20 GB to window
 PERCENTILES = (0.5, 99.5)
 
 # What makes a Window Center / Window Width pair "sane" for the data it comes with.
@@ -116,15 +117,20 @@ def check_declared_size(ds: Dataset) -> None:
     Raises
     ------
     ImageTooLargeError
-        A side above :data:`MAX_SIDE` or more than :data:`MAX_TOTAL_PIXELS` pixels in all frames.
+        A side above :data:`MAX_SIDE`, more than :data:`MAX_FRAME_PIXELS` pixels in a frame or more
+        than :data:`MAX_TOTAL_PIXELS` in all frames.
     """
     rows, columns = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     frames = number_of_frames(ds)
-    if max(rows, columns) > MAX_SIDE or rows * columns * frames > MAX_TOTAL_PIXELS:
+    if (
+        max(rows, columns) > MAX_SIDE
+        or rows * columns > MAX_FRAME_PIXELS
+        or rows * columns * frames > MAX_TOTAL_PIXELS
+    ):
         raise ImageTooLargeError(
             source_name(ds),
-            f"declares {columns} x {rows} pixels x {frames} frames, beyond the limit of {MAX_SIDE} per side "
-            f"and {MAX_TOTAL_PIXELS:,} pixels in all",
+            f"declares {columns} x {rows} pixels x {frames} frames, beyond the limit of {MAX_SIDE} per side, "
+            f"{MAX_FRAME_PIXELS:,} pixels per frame and {MAX_TOTAL_PIXELS:,} pixels in all",
             "this is not a 2-D MRI slice; export the slices you want to screen as separate images",
         )
 
