@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -40,6 +42,21 @@ def test_header_value_with_an_unknown_vr_does_not_break_discovery(tmp_path, name
     with pytest.raises(InputError) as caught:
         load_frame(ref)
     assert str(path) in str(caught.value)
+
+
+def test_damaged_jpeg2000_that_made_gdcm_abort_the_process_is_a_dicom_error(tmp_path):
+    """GDCM throws an uncaught C++ exception (std::terminate, the process dies) on this damaged JPEG 2000;
+    JPEG 2000 now goes to pylibjpeg-openjpeg. Checked in a child process: a regression would abort pytest."""
+    path = shutil.copy(CORPUS / "fuzz-j2k-gdcm-abort.dcm", tmp_path / "slice.dcm")
+    code = (
+        "import sys; from pathlib import Path; from brainscan.engine.errors import DicomError\n"
+        "from brainscan.engine.loading import discover, load_frame\n"
+        "try:\n    load_frame(discover([Path(sys.argv[1])])[0])\n"
+        "except DicomError as exc:\n    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-1000:]
+    assert "JPEG 2000" in done.stdout and "cannot be decoded (pylibjpeg: Error decoding the J2K data" in done.stdout
 
 
 def test_float_tiff_with_nan_and_infinity_gives_a_finite_picture(tmp_path):

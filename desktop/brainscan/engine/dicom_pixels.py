@@ -26,7 +26,8 @@ from typing import NamedTuple
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from pydicom.pixels import apply_color_lut, apply_modality_lut, pixel_array
+from pydicom.pixels import apply_color_lut, apply_modality_lut, get_decoder, pixel_array
+from pydicom.uid import JPEG2000TransferSyntaxes
 
 from brainscan.engine.errors import CorruptImageError, DicomError, ImageTooLargeError
 
@@ -45,6 +46,7 @@ DECODER_FIX = (
     "or convert the file to uncompressed DICOM, e.g. `gdcmconv --raw in.dcm out.dcm`"
 )
 PIXEL_DATA_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_ALL_PLUGINS_FAILED = "Unable to decode as exceptions were raised by all available plugins"
 
 
 class Window(NamedTuple):
@@ -174,8 +176,21 @@ def decode_frame(ds: Dataset, frame_index: int = 0) -> np.ndarray:
             f"choose a frame from 0 to {frames - 1}",
         )
     try:
-        array = pixel_array(ds, index=frame_index if frames > 1 else None)
-    except (NotImplementedError, RuntimeError, ImportError) as exc:
+        array = pixel_array(ds, index=frame_index if frames > 1 else None, decoding_plugin=preferred_plugin(ds))
+    except RuntimeError as exc:
+        if str(exc).startswith(_ALL_PLUGINS_FAILED):  # decoders exist, and each refused the data
+            reasons = "; ".join(line.strip() for line in str(exc).splitlines()[1:] if line.strip())
+            raise DicomError(
+                source_name(ds),
+                f"its {transfer_syntax_label(ds)} pixel data cannot be decoded ({reasons or _first_line(exc)})",
+                "the file may be damaged; " + DECODER_FIX,
+            ) from exc
+        raise DicomError(
+            source_name(ds),
+            f"its pixel data, encoded as {transfer_syntax_label(ds)}, cannot be decoded here ({_first_line(exc)})",
+            DECODER_FIX,
+        ) from exc
+    except (NotImplementedError, ImportError) as exc:
         raise DicomError(
             source_name(ds),
             f"its pixel data, encoded as {transfer_syntax_label(ds)}, cannot be decoded here ({_first_line(exc)})",
@@ -205,6 +220,23 @@ def decode_frame(ds: Dataset, frame_index: int = 0) -> np.ndarray:
     if frames > 1 and array.ndim == (3 if is_colour(ds) else 2) + 1:  # a plugin that ignored `index`
         array = array[frame_index]
     return array
+
+
+def preferred_plugin(ds: Dataset) -> str:
+    """The decoder to use, ``""`` for pydicom's choice.
+
+    JPEG 2000 goes to pylibjpeg-openjpeg when it is installed: GDCM, which pydicom would try first,
+    aborts the whole process (an uncaught C++ exception) on some damaged JPEG 2000 data (fuzzing finding).
+    """
+    meta = getattr(ds, "file_meta", None)
+    uid = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
+    if uid in JPEG2000TransferSyntaxes:
+        try:
+            if "pylibjpeg" in get_decoder(uid).available_plugins:
+                return "pylibjpeg"
+        except (NotImplementedError, ValueError):
+            return ""
+    return ""
 
 
 def _first_line(exc: BaseException) -> str:
