@@ -45,8 +45,9 @@ def test_header_value_with_an_unknown_vr_does_not_break_discovery(tmp_path, name
 
 
 def test_damaged_jpeg2000_that_made_gdcm_abort_the_process_is_a_dicom_error(tmp_path):
-    """GDCM throws an uncaught C++ exception (std::terminate, the process dies) on this damaged JPEG 2000;
-    JPEG 2000 now goes to pylibjpeg-openjpeg. Checked in a child process: a regression would abort pytest."""
+    """GDCM throws an uncaught C++ exception (std::terminate, the process dies) on this damaged JPEG 2000.
+    pylibjpeg-openjpeg is tried first, then GDCM in a child process whose crash is this file's error.
+    Checked in a subprocess all the same: a regression would abort pytest."""
     path = shutil.copy(CORPUS / "fuzz-j2k-gdcm-abort.dcm", tmp_path / "slice.dcm")
     code = (
         "import sys; from pathlib import Path; from brainscan.engine.errors import DicomError\n"
@@ -56,7 +57,35 @@ def test_damaged_jpeg2000_that_made_gdcm_abort_the_process_is_a_dicom_error(tmp_
     )
     done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-1000:]
-    assert "JPEG 2000" in done.stdout and "cannot be decoded (pylibjpeg: Error decoding the J2K data" in done.stdout
+    assert "JPEG 2000" in done.stdout and "the GDCM decoder crashed" in done.stdout
+
+
+def test_damaged_jpeg_lossless_crashes_only_the_gdcm_child_process(tmp_path):
+    """GDCM, the only permissive JPEG lossless decoder, aborts on this damaged file (gdcm::Exception through
+    std::terminate). It decodes in a child process: the crash becomes this file's DicomError, and the
+    next file decodes in a fresh child."""
+    broken = Path(shutil.copy(CORPUS / "fuzz-jpeg-lossless-gdcm-abort.dcm", tmp_path / "broken.dcm"))
+    with pytest.raises(DicomError, match="the GDCM decoder crashed on its JPEG Lossless") as caught:
+        load_frame(only_ref(broken))
+    assert str(broken) in str(caught.value)
+    pixels = factory.twelve_bit(np.tile(np.arange(64, dtype=np.uint8) * 4, (64, 1)))
+    plain = factory.save(factory.new_dataset(pixels), tmp_path / "plain.dcm")
+    good = factory.gdcm_transcode(plain, tmp_path / "good.dcm", factory.JPEGLosslessSV1)
+    frame = load_frame(only_ref(good))
+    np.testing.assert_array_equal(frame.values, pixels.astype(np.float32))
+
+
+def test_a_hung_gdcm_child_is_stopped_and_reported(tmp_path, monkeypatch):
+    from brainscan.engine import dicom_pixels
+
+    monkeypatch.setattr(dicom_pixels, "GDCM_TIMEOUT_S", 0.001)
+    pixels = factory.twelve_bit(np.full((64, 64), 100, np.uint8))
+    plain = factory.save(factory.new_dataset(pixels), tmp_path / "plain.dcm")
+    slow = factory.gdcm_transcode(plain, tmp_path / "slow.dcm", factory.JPEGLosslessSV1)
+    with pytest.raises(DicomError, match="took longer than 0 s"):
+        load_frame(only_ref(slow))
+    monkeypatch.setattr(dicom_pixels, "GDCM_TIMEOUT_S", 60.0)
+    assert load_frame(only_ref(slow)).picture.shape == (64, 64, 3)  # a fresh child after the stop
 
 
 def test_float_tiff_with_nan_and_infinity_gives_a_finite_picture(tmp_path):

@@ -185,7 +185,7 @@ def corpus(tmp_path_factory, real_jpgs) -> SimpleNamespace:
     dicom_with_unknown_transfer_syntax(folder / "unknown-syntax.dcm", pixels)
     error["unknown-syntax.dcm"] = "1.2.826.0.1.3680043.2.1143.999.4242"
     garbled_jpeg2000(folder / "garbled-j2k.dcm", pixels)
-    error["garbled-j2k.dcm"] = "cannot be decoded"
+    error["garbled-j2k.dcm"] = "JPEG 2000"
     garbled_rle(folder / "garbled-rle.dcm", pixels)
     error["garbled-rle.dcm"] = "garbled-rle.dcm"
     factory.write_truncated(folder / "truncated.dcm", pixels)
@@ -246,7 +246,7 @@ def test_good_and_odd_but_valid_files_are_ok(corpus, screened):
     "huge-sof.jpg", "huge.bmp", "huge.tif", "huge-rows.dcm", "zero-width.png", "structured-report.dcm",
     "unknown-syntax.dcm", "garbled-j2k.dcm", "garbled-rle.dcm", "truncated.dcm", "cycle-a.jpg", "cycle-b.jpg",
     "fuzz-rle-rust-panic.dcm", "fuzz-unknown-vr-in-position.dcm", "fuzz-unknown-vr-in-instance-number.dcm",
-    "fuzz-j2k-gdcm-abort.dcm",
+    "fuzz-j2k-gdcm-abort.dcm", "fuzz-jpeg-lossless-gdcm-abort.dcm",
 ])
 def test_hostile_file_gets_an_error_row_naming_it(corpus, screened, case):
     row = screened.rows[case]
@@ -265,7 +265,7 @@ def test_files_a_decoder_may_accept_never_break_the_run(corpus, screened):
 
 def test_every_corpus_file_the_fuzzer_found_is_listed_here():
     listed = {"fuzz-rle-rust-panic.dcm", "fuzz-unknown-vr-in-position.dcm", "fuzz-unknown-vr-in-instance-number.dcm",
-              "fuzz-j2k-gdcm-abort.dcm"}
+              "fuzz-j2k-gdcm-abort.dcm", "fuzz-jpeg-lossless-gdcm-abort.dcm"}
     assert {p.name for p in CORPUS.iterdir()} == listed
 
 

@@ -19,17 +19,24 @@ any width above 255, and unlike it is defined for widths below 1 (float or finel
 
 from __future__ import annotations
 
+import io
 import math
+import multiprocessing
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import pydicom
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, apply_modality_lut, get_decoder, pixel_array
-from pydicom.uid import JPEG2000TransferSyntaxes
+from pydicom.uid import JPEG2000TransferSyntaxes, JPEGLSTransferSyntaxes, JPEGTransferSyntaxes
 
-from brainscan.engine.errors import CorruptImageError, DicomError, ImageTooLargeError
+from brainscan.engine.errors import CorruptImageError, DicomError, ImageTooLargeError, InputError
 
 MAX_SIDE = 30_000
 MAX_TOTAL_PIXELS = 1_000_000_000  # all frames together
@@ -176,7 +183,9 @@ def decode_frame(ds: Dataset, frame_index: int = 0) -> np.ndarray:
             f"choose a frame from 0 to {frames - 1}",
         )
     try:
-        array = pixel_array(ds, index=frame_index if frames > 1 else None, decoding_plugin=preferred_plugin(ds))
+        array = decode_pixels(ds, frame_index if frames > 1 else None)
+    except InputError:
+        raise
     except RuntimeError as exc:
         if str(exc).startswith(_ALL_PLUGINS_FAILED):  # decoders exist, and each refused the data
             reasons = "; ".join(line.strip() for line in str(exc).splitlines()[1:] if line.strip())
@@ -222,21 +231,126 @@ def decode_frame(ds: Dataset, frame_index: int = 0) -> np.ndarray:
     return array
 
 
-def preferred_plugin(ds: Dataset) -> str:
-    """The decoder to use, ``""`` for pydicom's choice.
+# -- choosing the decoder, and GDCM in a child process -----------------------------------------------
+# GDCM aborts the whole process (an uncaught C++ exception, std::terminate) on some damaged JPEG 2000 and
+# JPEG lossless data (fuzzing findings). Where another permissive decoder exists it is used first; GDCM,
+# the only permissive decoder of JPEG lossless, runs in a child process, so a crash costs that file only.
+SAFER_PLUGINS = (
+    (frozenset(JPEG2000TransferSyntaxes), "pylibjpeg"),  # pylibjpeg-openjpeg
+    (frozenset(JPEGLSTransferSyntaxes), "pyjpegls"),  # CharLS
+    (frozenset(JPEGTransferSyntaxes), "pillow"),  # 8-bit baseline and extended
+)
+GDCM_TIMEOUT_S = 60.0
 
-    JPEG 2000 goes to pylibjpeg-openjpeg when it is installed: GDCM, which pydicom would try first,
-    aborts the whole process (an uncaught C++ exception) on some damaged JPEG 2000 data (fuzzing finding).
-    """
+
+def _transfer_syntax(ds: Dataset) -> str | None:
     meta = getattr(ds, "file_meta", None)
-    uid = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
-    if uid in JPEG2000TransferSyntaxes:
+    return getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
+
+
+def _available_plugins(uid: str | None) -> tuple[str, ...]:
+    if uid is None:
+        return ()
+    try:
+        return tuple(get_decoder(uid).available_plugins)
+    except (NotImplementedError, ValueError):
+        return ()
+
+
+def decode_pixels(ds: Dataset, index: int | None) -> np.ndarray:
+    """The stored values of frame ``index`` (None: the only frame), decoded without risking the process.
+
+    A safer decoder first when there is one (see :data:`SAFER_PLUGINS`); GDCM only in a child process
+    (:func:`decode_with_gdcm_isolated`); everything else as pydicom chooses.
+    """
+    uid = _transfer_syntax(ds)
+    available = _available_plugins(uid)
+    if "gdcm" not in available:
+        return pixel_array(ds, index=index)
+    safer = next((plugin for group, plugin in SAFER_PLUGINS if uid in group and plugin in available), None)
+    if safer is not None:
         try:
-            if "pylibjpeg" in get_decoder(uid).available_plugins:
-                return "pylibjpeg"
-        except (NotImplementedError, ValueError):
-            return ""
-    return ""
+            return pixel_array(ds, index=index, decoding_plugin=safer)
+        except Exception:  # e.g. 12-bit JPEG for Pillow, or damaged data: GDCM gets its chance, isolated
+            pass
+    return decode_with_gdcm_isolated(ds, index)
+
+
+def _quiet_child() -> None:
+    """The child's stderr to the null device: GDCM's and libjpeg's messages about damaged data are noise
+    there; the file's error row says what happened."""
+    import os
+
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
+
+
+def _gdcm_decode_in_child(source: str | bytes, index: int | None) -> np.ndarray:
+    """Runs in the child process: read the dataset (a path, or the bytes of one) and decode with GDCM."""
+    ds = pydicom.dcmread(io.BytesIO(source) if isinstance(source, bytes) else source, force=True)
+    return pixel_array(ds, index=index, decoding_plugin="gdcm")
+
+
+class _IsolatedGdcm:
+    """One child process (started on first use, replaced after a crash) that decodes with GDCM.
+
+    Calls are serialised, so a crash is always the file being decoded, never a neighbour's.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _discard(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            for process in list(getattr(pool, "_processes", {}).values()):  # a hung child: stop it
+                process.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def decode(self, ds: Dataset, index: int | None) -> np.ndarray:
+        filename = getattr(ds, "filename", None)
+        if isinstance(filename, str | Path) and Path(filename).is_file():
+            source: str | bytes = str(filename)
+        else:  # a dataset in memory
+            buffer = io.BytesIO()
+            ds.save_as(buffer, enforce_file_format=False)
+            source = buffer.getvalue()
+        with self._lock:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(
+                    max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet_child
+                )
+            future = self._pool.submit(_gdcm_decode_in_child, source, index)
+            try:
+                return future.result(timeout=GDCM_TIMEOUT_S)
+            except BrokenProcessPool as exc:
+                self._discard()
+                raise DicomError(
+                    source_name(ds),
+                    f"the GDCM decoder crashed on its {transfer_syntax_label(ds)} pixel data: the data is damaged",
+                    "copy the file again from its source, or check it with `gdcminfo`",
+                ) from exc
+            except FutureTimeout as exc:
+                self._discard()
+                raise DicomError(
+                    source_name(ds),
+                    f"decoding its {transfer_syntax_label(ds)} pixel data took longer than {GDCM_TIMEOUT_S:.0f} s",
+                    "the data is probably damaged; check it with `gdcminfo`",
+                ) from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._discard()
+
+
+_GDCM = _IsolatedGdcm()
+
+
+def decode_with_gdcm_isolated(ds: Dataset, index: int | None) -> np.ndarray:
+    """Decode with GDCM in a child process; a crash or hang there is a :class:`DicomError` for this file."""
+    return _GDCM.decode(ds, index)
 
 
 def _first_line(exc: BaseException) -> str:
