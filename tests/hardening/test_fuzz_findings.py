@@ -78,6 +78,7 @@ def test_damaged_jpeg_lossless_crashes_only_the_gdcm_child_process(tmp_path):
 def test_a_hung_gdcm_child_is_stopped_and_reported(tmp_path, monkeypatch):
     from brainscan.engine import dicom_pixels
 
+    dicom_pixels._GDCM.close()  # the next decode starts a child: far longer than the timeout
     monkeypatch.setattr(dicom_pixels, "GDCM_TIMEOUT_S", 0.001)
     pixels = factory.twelve_bit(np.full((64, 64), 100, np.uint8))
     plain = factory.save(factory.new_dataset(pixels), tmp_path / "plain.dcm")
