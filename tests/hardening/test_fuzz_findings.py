@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -123,3 +124,54 @@ def test_one_dicom_frame_of_400_megapixels_is_refused_before_decoding(tmp_path):
     path = factory.save(ds, tmp_path / "wide.dcm")
     with pytest.raises(ImageTooLargeError, match="20000 x 20000 pixels x 1 frames"):
         load_frame(only_ref(path))
+
+
+CHILD_SCRIPT = r"""
+import sys, time
+sys.path.insert(0, sys.argv[1])
+
+def main():
+    import numpy as np, pydicom, dicom_factory as factory
+    from pathlib import Path
+    from brainscan.engine import dicom_pixels
+    folder = Path(sys.argv[2])
+    plain = factory.save(factory.new_dataset(factory.twelve_bit(np.full((64, 64), 9, np.uint8))), folder / "p.dcm")
+    path = factory.gdcm_transcode(plain, folder / "j.dcm", factory.JPEGLosslessSV1)
+    dicom_pixels.decode_with_gdcm_isolated(pydicom.dcmread(path), None)
+    print("decoded", flush=True)
+    time.sleep(120)
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the child processes through /proc")
+def test_gdcm_child_exits_when_its_parent_is_killed(tmp_path):
+    """A `brainscan screen` killed with SIGKILL must not leave its GDCM child behind."""
+    parent = subprocess.Popen([sys.executable, "-c", CHILD_SCRIPT, str(Path(__file__).parents[1]), str(tmp_path)],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert parent.stdout.readline().strip() == "decoded"
+        children = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _parent_of(p) == parent.pid]
+        workers = [p for p in children if b"spawn_main" in _read(p / "cmdline")]
+        assert workers, "the GDCM child should be running"
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(p.exists() for p in workers):
+        time.sleep(0.1)
+    assert not any(p.exists() for p in workers)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
+
+
+def _parent_of(process: Path) -> int:
+    fields = _read(process / "stat").rsplit(b")", 1)[-1].split()
+    return int(fields[1]) if len(fields) > 1 else -1

@@ -276,14 +276,24 @@ def decode_pixels(ds: Dataset, index: int | None) -> np.ndarray:
     return decode_with_gdcm_isolated(ds, index)
 
 
-def _quiet_child() -> None:
-    """The child's stderr to the null device: GDCM's and libjpeg's messages about damaged data are noise
-    there; the file's error row says what happened."""
+def _child_setup() -> None:
+    """In the child: stderr to the null device (GDCM's and libjpeg's messages about damaged data are noise
+    there; the file's error row says what happened), and exit when the parent is gone (a parent killed
+    with SIGKILL leaves no one to stop its child otherwise)."""
     import os
+    import time
 
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 2)
     os.close(null)
+    parent = multiprocessing.parent_process()
+
+    def watch() -> None:
+        while parent is not None and parent.is_alive():
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="brainscan-gdcm-watch", daemon=True).start()
 
 
 def _gdcm_decode_in_child(source: str | bytes, index: int | None) -> np.ndarray:
@@ -320,7 +330,7 @@ class _IsolatedGdcm:
         with self._lock:
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(
-                    max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet_child
+                    max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_child_setup
                 )
             future = self._pool.submit(_gdcm_decode_in_child, source, index)
             try:
