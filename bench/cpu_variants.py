@@ -132,7 +132,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="brainscan-int8-") as scratch:
         int8 = args.int8 or existing_int8()
-        origin = f"{int8}" if int8 else f"quantize_static on {len(calibration)} training images (temporary)"
+        shown = int8.relative_to(ROOT) if int8 and int8.is_relative_to(ROOT) else int8
+        origin = f"`{shown}`" if int8 else f"quantize_static on {len(calibration)} training images (temporary)"
         if int8 is None:
             started = time.perf_counter()
             int8 = quantize(args.model, calibration, Path(scratch))
