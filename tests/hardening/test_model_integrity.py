@@ -142,3 +142,19 @@ def test_stamp_script_refuses_a_model_without_contract(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "no brainscan contract" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_binary_model_writes_its_own_columns_and_cannot_resume_a_4class_folder(tmp_path, real_jpgs, capsys):
+    binary = build_tiny_model(tmp_path / "binary.onnx", tiny_contract(task="binary", classes=("no", "yes")), seed=2)
+    four = build_tiny_model(tmp_path / "four.onnx")
+    out = tmp_path / "out"
+    assert main(["screen", str(real_jpgs[0]), "--out", str(out), "--model", str(binary), "--progress", "never"]) == 0
+    header = (out / "results.csv").read_text(encoding="utf-8").splitlines()[0].split(",")
+    assert "p_no" in header and "p_yes" in header and "p_glioma" not in header
+    assert main(["model", "--model", str(binary)]) == 0
+    assert '"task": "binary"' in capsys.readouterr().out
+    # the same folder with a 4-class model: refused, the binary results untouched
+    before = (out / "results.csv").read_bytes()
+    assert main(["screen", str(real_jpgs[1]), "--out", str(out), "--model", str(four), "--progress", "never"]) == 2
+    assert "use a new --out folder" in capsys.readouterr().err
+    assert (out / "results.csv").read_bytes() == before
