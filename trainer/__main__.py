@@ -83,6 +83,13 @@ def _quantize_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-drop", type=float, default=0.3, help="largest accuracy loss, in points, to keep INT8")
     p.add_argument("--activation-type", choices=("int8", "uint8"), default="int8")
     p.add_argument("--per-tensor", action="store_true", help="per-tensor instead of per-channel weights")
+    p.add_argument(
+        "--scope", default="auto",
+        help="auto: the whole graph, else keep ever more early blocks in fp32 until the drop on held-out training "
+        "pictures is within --max-drop; all: the whole graph; N: quantize from block N on",
+    )
+    p.add_argument("--probe-images", type=int, default=400,
+                   help="training pictures (not calibration ones) that judge the scope in --scope auto")
     p.add_argument("--ship", type=Path, nargs="?", const=DEFAULT_SHIP_INT8, default=None,
                    help=f"copy a kept INT8 model (under 6 MB) here (default path: {DEFAULT_SHIP_INT8})")
     p.add_argument("--speed-seconds", type=float, default=6.0, help="timing window per model and batch size")
@@ -179,9 +186,19 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _quantize(args: argparse.Namespace) -> int:
+    import onnx
+
     from trainer.evaluate import select_data
     from trainer.export import open_session, read_contract
-    from trainer.quantize import compare, finish, quantize_onnx
+    from trainer.quantize import (
+        STEM,
+        compare,
+        describe_scope,
+        finish,
+        node_units,
+        quantize_onnx,
+        search_scope,
+    )
 
     target = args.run
     if target.suffix == ".onnx":
@@ -211,8 +228,26 @@ def _quantize(args: argparse.Namespace) -> int:
     rng = np.random.default_rng(config.seed)
     calibration = np.sort(rng.choice(data.train, size=min(args.calibration_images, len(data.train)), replace=False))
     print(f"calibrating on {len(calibration)} training pictures; validating on {len(data.val)}")
+    last_unit = max(unit for _, unit in node_units(onnx.load(str(fp32))))
+    trials: list[dict[str, Any]] = []
+    if args.scope == "auto":
+        rest = np.setdiff1d(data.train, calibration)
+        probe = np.sort(rng.choice(rest, size=min(args.probe_images, len(rest)), replace=False))
+        start, trials = search_scope(
+            fp32, out_dir / "scope-search", data.pictures[calibration], data.pictures[probe], data.labels[probe],
+            contract=contract, max_drop=args.max_drop, per_channel=not args.per_tensor,
+            activation_type=args.activation_type,
+        )
+        start = STEM if start is None else start
+    elif args.scope == "all":
+        start = STEM
+    else:
+        try:
+            start = int(args.scope)
+        except ValueError as exc:
+            raise TrainerError(f"--scope {args.scope!r}: give auto, all or a block number") from exc
     quantize_onnx(fp32, int8, data.pictures[calibration], contract=contract, per_channel=not args.per_tensor,
-                  activation_type=args.activation_type)
+                  activation_type=args.activation_type, start=start)
     result: dict[str, Any] = {
         "model": f"{contract.name} {contract.version} ({contract.architecture})",
         "fp32": str(fp32),
@@ -221,7 +256,17 @@ def _quantize(args: argparse.Namespace) -> int:
         "per_channel": not args.per_tensor,
         "activation_type": args.activation_type,
         "split": selection.description,
+        "scope": describe_scope(start, last_unit),
+        "trials": trials,
     }
+    if start != STEM:  # the whole graph in INT8 as well, on validation, for reference
+        whole = out_dir / "model-int8-whole-graph.onnx"
+        quantize_onnx(fp32, whole, data.pictures[calibration], contract=contract, per_channel=not args.per_tensor,
+                      activation_type=args.activation_type)
+        reference = compare(fp32, whole, data.pictures[data.val], data.labels[data.val], max_drop=args.max_drop,
+                            speed=False)
+        result["whole_graph_reference"] = {k: reference[k] for k in ("int8_accuracy", "drop_points", "agreement",
+                                                                     "int8_mb")}
     result.update(compare(fp32, int8, data.pictures[data.val], data.labels[data.val], max_drop=args.max_drop,
                           threads=args.threads, speed_seconds=args.speed_seconds))
     result = finish(result, Path(int8), contract, out_dir, args.ship)

@@ -12,6 +12,8 @@ run's validation split; the INT8 model is kept only if it loses at most ``max_dr
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import statistics
 import tempfile
@@ -57,6 +59,43 @@ class _Pictures(CalibrationDataReader):
         return next(self._batches, None)
 
 
+_UNIT = re.compile(r"/(?:blocks|stages)\.(\d+)/")
+STEM, ALL = -1, "all"
+
+
+def node_units(model: onnx.ModelProto) -> list[tuple[str, int]]:
+    """Each node's name and its unit: -1 the stem, k for ``blocks.k`` (or ``stages.k``), K + 1 the head.
+
+    Nodes outside any block belong to the stem before the first block, to the head after the last.
+    """
+    found = [_UNIT.search(n.name) for n in model.graph.node]
+    last = max((int(m.group(1)) for m in found if m), default=-1)
+    units, seen_block = [], False
+    for node, match in zip(model.graph.node, found, strict=True):
+        if match:
+            seen_block = True
+            units.append((node.name, int(match.group(1))))
+        else:
+            units.append((node.name, last + 1 if seen_block else STEM))
+    return units
+
+
+def describe_scope(start: int, last_unit: int) -> str:
+    if start <= STEM:
+        return "the whole graph in INT8"
+    if start > last_unit:
+        return "nothing quantized"
+    fp32 = "the stem" + (f" and blocks 0-{start - 1}" if start > 1 else " and block 0" if start == 1 else "")
+    int8 = f"blocks {start}-{last_unit - 1} and the head" if start < last_unit else "the head"
+    return f"{int8} in INT8; {fp32} in fp32 (mixed precision)"
+
+
+def prepare_for_quantization(fp32_path: str | Path, out_path: str | Path) -> Path:
+    """onnxruntime's pre-processing (shape inference, graph optimisation) before quantization."""
+    quant_pre_process(str(fp32_path), str(out_path), skip_symbolic_shape=False)
+    return Path(out_path)
+
+
 def quantize_onnx(
     fp32_path: str | Path,
     int8_path: str | Path,
@@ -65,6 +104,8 @@ def quantize_onnx(
     contract: ModelContract | None = None,
     per_channel: bool = True,
     activation_type: str = "int8",
+    start: int = STEM,
+    prepared: str | Path | None = None,
 ) -> Path:
     """Write the static INT8 (QDQ) model of ``fp32_path`` calibrated on ``calibration`` pictures.
 
@@ -74,6 +115,11 @@ def quantize_onnx(
         uint8 pictures at the input size (N x H x W x 3), from the training split.
     contract:
         Written into the INT8 file (default: the fp32 file's own).
+    start:
+        Quantize from this unit on (:func:`node_units`): -1, the default, quantizes everything;
+        ``k`` keeps the stem and blocks ``0 .. k-1`` in fp32 (mixed precision).
+    prepared:
+        The output of :func:`prepare_for_quantization`, when already made.
     """
     fp32_path, int8_path = Path(fp32_path), Path(int8_path)
     session = open_session(fp32_path)
@@ -81,10 +127,12 @@ def quantize_onnx(
     input_name = session.get_inputs()[0].name
     int8_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        prepared = Path(tmp) / "prepared.onnx"
-        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=False)
+        source = Path(prepared) if prepared else prepare_for_quantization(fp32_path, Path(tmp) / "prepared.onnx")
+        nodes = None
+        if start > STEM:
+            nodes = [name for name, unit in node_units(onnx.load(str(source))) if unit >= start]
         quantize_static(
-            str(prepared),
+            str(source),
             str(int8_path),
             _Pictures(calibration, contract, input_name),
             quant_format=QuantFormat.QDQ,
@@ -92,6 +140,7 @@ def quantize_onnx(
             activation_type=ACTIVATION_TYPES[activation_type],
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_quantize=nodes,
         )
     model = onnx.load(str(int8_path))
     names = [o.name for o in model.graph.output]
@@ -100,6 +149,55 @@ def quantize_onnx(
         raise ExportCheckError(f"{int8_path}: quantization lost the output(s) {', '.join(missing)} (has {names})")
     write_contract(int8_path, contract)
     return int8_path
+
+
+def search_scope(
+    fp32_path: str | Path,
+    work_dir: str | Path,
+    calibration: np.ndarray,
+    probe: np.ndarray,
+    probe_labels: np.ndarray,
+    *,
+    contract: ModelContract | None = None,
+    max_drop: float = MAX_DROP_POINTS,
+    per_channel: bool = True,
+    activation_type: str = "int8",
+    log: Any = print,
+) -> tuple[int | None, list[dict[str, Any]]]:
+    """The largest quantized scope whose accuracy drop on ``probe`` pictures stays within ``max_drop``.
+
+    Tries the whole graph first, then keeps ever more of the early layers in fp32 (stem, block 0,
+    block 1, ...), the layers where post-training INT8 of EfficientNet loses most. ``probe`` are
+    training pictures not used for calibration, so the choice never looks at the validation split.
+    Returns the chosen start unit (``None`` when none qualifies) and every trial.
+    """
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    prepared = prepare_for_quantization(fp32_path, work_dir / "prepared.onnx")
+    last_unit = max(unit for _, unit in node_units(onnx.load(str(prepared))))
+    base = score_onnx(fp32_path, probe, probe_labels)
+    trials = []
+    try:
+        for start in range(STEM, last_unit + 1):
+            path = work_dir / f"trial-from{start}.onnx"
+            quantize_onnx(fp32_path, path, calibration, contract=contract, per_channel=per_channel,
+                          activation_type=activation_type, start=start, prepared=prepared)
+            measured = score_onnx(path, probe, probe_labels)
+            drop = round(100 * (base.accuracy - measured.accuracy), 2)
+            trial = {
+                "start": start, "scope": describe_scope(start, last_unit), "probe_drop_points": drop,
+                "probe_agreement": round(float((measured.predictions == base.predictions).mean()), 4),
+                "mb": round(path.stat().st_size / 1e6, 2),
+            }
+            trials.append(trial)
+            path.unlink()
+            log(f"quantization scope from unit {start} ({trial['scope']}): drop {drop} points on "
+                f"{len(probe_labels)} training pictures, agreement {trial['probe_agreement']:.2%}")
+            if drop <= max_drop:
+                return start, trials
+    finally:
+        prepared.unlink(missing_ok=True)
+    return None, trials
 
 
 @dataclass
@@ -179,7 +277,8 @@ def compare(
         result["images_per_s"] = speeds
         result["speed_note"] = (
             f"onnxruntime CPUExecutionProvider, {threads} intra-op threads, inference only (no decoding), "
-            "median of 3 timed windows"
+            f"median of 3 timed windows, fp32 and INT8 interleaved; load average {os.getloadavg()[0]:.1f} "
+            f"on {os.cpu_count()} cores when measured"
         )
     result["kept"] = drop <= max_drop
     return result
@@ -197,9 +296,11 @@ def quantization_markdown(result: dict[str, Any]) -> str:
     lines = [
         f"# INT8 quantization of {result['model']}",
         "",
-        f"Static INT8, QDQ format, per-channel weights ({result['per_channel']}), {result['activation_type']} "
-        f"activations, MinMax calibration on {result['calibration_images']} training pictures; measured on "
-        f"{result['images']} validation pictures ({result['split']}).",
+        f"Static INT8 (onnxruntime `quantize_static`), QDQ format, per-channel weights ({result['per_channel']}), "
+        f"{result['activation_type']} activations, MinMax calibration on {result['calibration_images']} training "
+        f"pictures; measured on {result['images']} validation pictures ({result['split']}).",
+        "",
+        f"Scope: {result.get('scope', 'the whole graph in INT8')}.",
         "",
         "| | accuracy | file MB | images/s, batch 8 | images/s, batch 1 |",
         "|---|---|---|---|---|",
@@ -214,6 +315,8 @@ def quantization_markdown(result: dict[str, Any]) -> str:
         "",
         f"**{'Kept' if result['kept'] else 'Rejected'}**: {result['decision']}",
         "",
+        *_trials_markdown(result.get("trials", [])),
+        *_reference_markdown(result.get("whole_graph_reference")),
         f"Engine check: {result.get('engine', {})}",
         "",
         f"Speed: {result.get('speed_note', '')}; {result['machine']['processor']}, "
@@ -221,6 +324,33 @@ def quantization_markdown(result: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _reference_markdown(reference: dict[str, Any] | None) -> list[str]:
+    if not reference:
+        return []
+    return [
+        f"For reference, the whole graph in INT8 reaches {reference['int8_accuracy']:.4f} on the same validation "
+        f"pictures ({reference['drop_points']} points below fp32, agreement {reference['agreement']:.2%}, "
+        f"{reference['int8_mb']} MB).",
+        "",
+    ]
+
+
+def _trials_markdown(trials: list[dict[str, Any]]) -> list[str]:
+    if not trials:
+        return []
+    lines = [
+        "Scope search (on training pictures not used for calibration; the validation split is not looked at):",
+        "",
+        "| quantized from | scope | drop, points | agreement with fp32 | MB |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {t['start']} | {t['scope']} | {t['probe_drop_points']} | {t['probe_agreement']:.2%} | {t['mb']} |"
+        for t in trials
+    ]
+    return [*lines, ""]
 
 
 def finish(result: dict[str, Any], int8_path: Path, contract: ModelContract, out_dir: Path,
@@ -233,7 +363,7 @@ def finish(result: dict[str, Any], int8_path: Path, contract: ModelContract, out
         result["decision"] = f"loses {result['drop_points']} points, more than {result['max_drop_points']}"
     quant = {k: result[k] for k in ("fp32_accuracy", "int8_accuracy", "drop_points", "agreement", "images",
                                     "calibration_images", "per_channel", "activation_type")}
-    quant.update(format="QDQ", weights="int8 per-channel" if result["per_channel"] else "int8 per-tensor",
+    quant.update(scope=result.get("scope", "the whole graph in INT8"), format="QDQ", weights="int8 per-channel" if result["per_channel"] else "int8 per-tensor",
                  calibration="MinMax on training pictures", images_per_s=result.get("images_per_s", {}))
     validation = dict(contract.metrics.get("validation", {}))
     validation["accuracy"] = result["int8_accuracy"]

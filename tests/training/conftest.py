@@ -84,3 +84,48 @@ def exported(small_model, contract, tmp_path_factory: pytest.TempPathFactory) ->
     from trainer.export import export_onnx
 
     return export_onnx(small_model, contract, tmp_path_factory.mktemp("onnx") / "model.onnx")
+
+
+def copy_real(training_dir: Path, root: Path, per_class: int, *, start: int = 0, step: int = 97,
+              folders: dict[str, str] | None = None) -> list[Path]:
+    """Copy ``per_class`` real pictures of each class into ``root/<folder>/`` (folders renamed by ``folders``)."""
+    import shutil
+
+    copied = []
+    for name in CLASSES:
+        files = sorted((training_dir / name).glob("*.jpg"))[start::step][:per_class]
+        target = root / (folders or {}).get(name, name)
+        target.mkdir(parents=True, exist_ok=True)
+        for path in files:
+            copied.append(Path(shutil.copy(path, target / path.name)))
+    return copied
+
+
+@pytest.fixture(scope="session")
+def tiny_root(training_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 real pictures per class, plus one truncated JPEG and one text file named .jpg (both broken)."""
+    root = tmp_path_factory.mktemp("tiny-data")
+    copied = copy_real(training_dir, root, 12)
+    (root / "glioma" / "zz-truncated.jpg").write_bytes(copied[0].read_bytes()[:300])
+    (root / "notumor" / "zz-not-a-picture.jpg").write_text("this is not a picture\n")
+    return root
+
+
+def tiny_config(root: Path, runs: Path, name: str = "tiny", **changes):
+    """A fit that takes seconds: 128-pixel input, 2 head epochs, 2 short fine-tuning epochs."""
+    from trainer.config import FitConfig
+
+    values = dict(
+        name=name, data=(str(root),), runs_dir=str(runs), input_size=128, head_epochs=2, finetune_epochs=2.0,
+        batch_size=8, val_fraction=0.25, patience=0, threads=2,
+    )
+    values.update(changes)
+    return FitConfig(**values).resolved()
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One finished tiny run (its data holds two broken files, which are skipped)."""
+    from trainer.fit import run_fit
+
+    return run_fit(tiny_config(tiny_root, tmp_path_factory.mktemp("runs")), argv=["fit", "(test)"])
