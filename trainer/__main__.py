@@ -88,6 +88,8 @@ def _quantize_parser(sub: argparse._SubParsersAction) -> None:
         help="auto: the whole graph, else keep ever more early blocks in fp32 until the drop on held-out training "
         "pictures is within --max-drop; all: the whole graph; N: quantize from block N on",
     )
+    p.add_argument("--int8-head", action="store_true",
+                   help="quantize the head too (the last conv, whose maps feed the CAMs, pooling and classifier)")
     p.add_argument("--probe-images", type=int, default=400,
                    help="training pictures (not calibration ones) that judge the scope in --scope auto")
     p.add_argument("--ship", type=Path, nargs="?", const=DEFAULT_SHIP_INT8, default=None,
@@ -236,7 +238,7 @@ def _quantize(args: argparse.Namespace) -> int:
         start, trials = search_scope(
             fp32, out_dir / "scope-search", data.pictures[calibration], data.pictures[probe], data.labels[probe],
             contract=contract, max_drop=args.max_drop, per_channel=not args.per_tensor,
-            activation_type=args.activation_type,
+            activation_type=args.activation_type, fp32_head=not args.int8_head,
         )
         start = STEM if start is None else start
     elif args.scope == "all":
@@ -247,7 +249,7 @@ def _quantize(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise TrainerError(f"--scope {args.scope!r}: give auto, all or a block number") from exc
     quantize_onnx(fp32, int8, data.pictures[calibration], contract=contract, per_channel=not args.per_tensor,
-                  activation_type=args.activation_type, start=start)
+                  activation_type=args.activation_type, start=start, fp32_head=not args.int8_head)
     result: dict[str, Any] = {
         "model": f"{contract.name} {contract.version} ({contract.architecture})",
         "fp32": str(fp32),
@@ -256,17 +258,17 @@ def _quantize(args: argparse.Namespace) -> int:
         "per_channel": not args.per_tensor,
         "activation_type": args.activation_type,
         "split": selection.description,
-        "scope": describe_scope(start, last_unit),
+        "scope": describe_scope(start, last_unit, not args.int8_head),
         "trials": trials,
     }
-    if start != STEM:  # the whole graph in INT8 as well, on validation, for reference
+    if start != STEM or not args.int8_head:  # the whole graph in INT8 too, on validation, for reference
         whole = out_dir / "model-int8-whole-graph.onnx"
         quantize_onnx(fp32, whole, data.pictures[calibration], contract=contract, per_channel=not args.per_tensor,
-                      activation_type=args.activation_type)
+                      activation_type=args.activation_type, fp32_head=False)
         reference = compare(fp32, whole, data.pictures[data.val], data.labels[data.val], max_drop=args.max_drop,
-                            speed=False)
+                            threads=args.threads, speed_seconds=args.speed_seconds)
         result["whole_graph_reference"] = {k: reference[k] for k in ("int8_accuracy", "drop_points", "agreement",
-                                                                     "int8_mb")}
+                                                                     "cam_mean_abs_diff", "int8_mb", "images_per_s")}
     result.update(compare(fp32, int8, data.pictures[data.val], data.labels[data.val], max_drop=args.max_drop,
                           threads=args.threads, speed_seconds=args.speed_seconds))
     result = finish(result, Path(int8), contract, out_dir, args.ship)
