@@ -3,12 +3,15 @@
 ``python -m trainer audit`` lists every picture under the data roots (all splits of a
 Training/Testing layout), then reports
 
-- exact duplicates (byte-identical files) and near duplicates (64-bit pHash within the Hamming
-  threshold, grouped by union-find: the same groups the validation split keeps together),
-  each within one split or across splits, and within one class or across classes (a picture
-  filed under two labels);
-- how many pictures of the test split have a near duplicate in training (leakage of the
-  published split);
+- exact duplicates (byte-identical files);
+- look-alike groups: 64-bit pHash within the Hamming threshold, joined by union-find, the units
+  the validation split keeps together. On brain MRI a coarse 8 x 8 DCT hash also joins distinct
+  pictures that share the head's outline, so the groups overstate duplication (harmless for a
+  split, which only gets more cautious);
+- near-identical pairs: pHash within the threshold *and* 32 x 32 grey thumbnails within
+  :data:`PIXEL_TOLERANCE` grey levels on average: copies, re-encodings and resizes. Those across
+  classes are real label conflicts; those across splits are leakage;
+- how many pictures of the test split have a near-identical picture (and a look-alike) in training;
 - class balance per split; image sizes and modes (format, bit depth, grey or colour); files whose
   content does not match their suffix (PNG data behind ``.jpg``);
 - files that cannot be decoded (reported and skipped), folders that are not classes of the task.
@@ -23,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -31,6 +35,7 @@ from trainer.data import CLASSES_4, decode_pictures, scan_data
 from trainer.dedup import DEFAULT_THRESHOLD, file_sha256, group_near_duplicates, phash
 
 EXAMPLES = 20
+PIXEL_TOLERANCE = 4.0  # mean absolute difference of 32 x 32 grey thumbnails, in grey levels (0-255)
 _SUFFIX_FORMAT = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
 
 
@@ -64,6 +69,29 @@ def _describe_groups(
         "examples_across_classes": [example(g) for g in across_classes[:EXAMPLES]],
         "examples": [example(g) for g in ordered[:EXAMPLES]],
     }
+
+
+def close_pairs(hashes: Sequence[int], threshold: int, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs ``(i, j)``, ``i < j``, whose hashes differ in at most ``threshold`` bits."""
+    values = np.asarray([int(h) for h in hashes], dtype=np.uint64)
+    first, second = [], []
+    for start in range(0, len(values), chunk):
+        block = values[start : start + chunk]
+        rows, cols = np.nonzero(np.bitwise_count(block[:, None] ^ values[None, :]) <= threshold)
+        rows = rows + start
+        keep = cols > rows
+        first.append(rows[keep])
+        second.append(cols[keep])
+    if not first:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.concatenate(first), np.concatenate(second)
+
+
+def thumbnails(pictures: np.ndarray) -> np.ndarray:
+    """32 x 32 grey float thumbnails (area interpolation) for the pixel check of close pairs."""
+    return np.stack(
+        [cv2.resize(cv2.cvtColor(p, cv2.COLOR_RGB2GRAY), (32, 32), interpolation=cv2.INTER_AREA) for p in pictures]
+    ).astype(np.float32) if len(pictures) else np.zeros((0, 32, 32), np.float32)
 
 
 def audit_data(
@@ -111,6 +139,31 @@ def audit_data(
     for position, group in enumerate(groups.tolist()):
         near_members[group].append(kept[position])
 
+    # Near-identical pairs: close hashes and close pixels.
+    first, second = close_pairs(hashes, threshold)
+    thumbs = thumbnails(decoded.pictures)
+    difference = np.abs(thumbs[first] - thumbs[second]).mean(axis=(1, 2)) if len(first) else np.zeros(0)
+    identical = difference <= PIXEL_TOLERANCE
+    pairs = [(kept[a], kept[b], float(m)) for a, b, m in zip(first[identical], second[identical],
+                                                              difference[identical], strict=True)]
+    cross_class = [(a, b, m) for a, b, m in pairs if labels[a] != labels[b]]
+    cross_split = [(a, b, m) for a, b, m in pairs if splits[a] != splits[b]]
+
+    def pair_text(a: int, b: int, m: float) -> str:
+        return f"{names[a]} ({labels[a]}, {splits[a]}) ~ {names[b]} ({labels[b]}, {splits[b]}), {m:.1f} grey levels"
+
+    near_identical = {
+        "pairs": len(pairs),
+        "pixel_tolerance": PIXEL_TOLERANCE,
+        "pictures_involved": len({i for a, b, _ in pairs for i in (a, b)}),
+        "within_one_class": len(pairs) - len(cross_class),
+        "across_classes": len(cross_class),
+        "across_splits": len(cross_split),
+        "examples_across_classes": [pair_text(*p) for p in cross_class[:EXAMPLES]],
+        "examples_across_splits": [pair_text(*p) for p in cross_split[:EXAMPLES]],
+        "lookalike_pairs_checked": len(first),
+    }
+
     # Leakage of a published split: test pictures with a near duplicate in training.
     split_set = set(splits)
     leakage: dict[str, Any] = {}
@@ -120,8 +173,13 @@ def audit_data(
         testing = [i for i in kept if splits[i] == "testing"]
         leaked = [i for i in testing if group_of[i] in training_groups]
         exact_training = {digests[i] for i in range(len(samples)) if splits[i] == "training"}
+        identical_to_training = {
+            t for a, b, _ in pairs for t, other in ((a, b), (b, a))
+            if splits[t] == "testing" and splits[other] == "training"
+        }
         leakage = {
             "testing_pictures": len(testing),
+            "with_a_near_identical_training_picture": len(identical_to_training),
             "with_a_near_duplicate_in_training": len(leaked),
             "byte_identical_to_a_training_file": sum(digests[i] in exact_training for i in testing),
             "examples": [names[i] for i in leaked[:EXAMPLES]],
@@ -173,6 +231,7 @@ def audit_data(
             "groups_in_all": int(groups.max()) + 1 if len(groups) else 0,
             **_describe_groups(near_members, splits, labels, names),
         },
+        "near_identical": near_identical,
         "test_leakage": leakage,
     }
 
@@ -186,7 +245,7 @@ def _table(rows: list[list[Any]], header: list[str]) -> str:
 def audit_markdown(report: dict[str, Any]) -> str:
     """The audit as a Markdown page."""
     classes = report["classes"]
-    near, exact = report["near_duplicates"], report["exact_duplicates"]
+    near, exact, same = report["near_duplicates"], report["exact_duplicates"], report["near_identical"]
     out = [
         "# Data audit",
         "",
@@ -202,35 +261,47 @@ def audit_markdown(report: dict[str, Any]) -> str:
         "",
         "## Duplicates",
         "",
-        f"Near duplicates: pHash within {report['threshold']} bits ({report['hash']}), grouped by union-find.",
+        f"Look-alike groups: pHash within {report['threshold']} bits ({report['hash']}), joined by union-find; "
+        "the units a grouped validation split keeps together. A coarse hash also joins distinct pictures that "
+        "share the head's outline or are neighbouring slices, so these groups overstate duplication.",
         "",
         _table(
             [
                 ["exact (byte-identical files)", exact["groups"], exact["redundant_copies"], exact["across_splits"],
                  exact["across_classes"]],
-                ["near (pHash)", near["groups"], near["redundant_copies"], near["across_splits"], near["across_classes"]],
+                ["look-alike (pHash)", near["groups"], near["redundant_copies"], near["across_splits"],
+                 near["across_classes"]],
             ],
             ["kind", "groups of 2+", "redundant copies", "groups across splits", "groups across classes"],
         ),
         "",
-        f"{near['groups_in_all']} near-duplicate groups in all (the units a grouped validation split keeps together); "
-        f"largest group {near['largest_group']} pictures.",
+        f"{near['groups_in_all']} look-alike groups in all; largest group {near['largest_group']} pictures.",
+        "",
+        f"Near-identical pairs (pHash within {report['threshold']} bits and 32 x 32 grey thumbnails within "
+        f"{same['pixel_tolerance']:g} grey levels on average; of {same['lookalike_pairs_checked']} look-alike pairs): "
+        f"**{same['pairs']}** pairs over {same['pictures_involved']} pictures; {same['within_one_class']} within one "
+        f"class, **{same['across_classes']} across classes** (label conflicts), {same['across_splits']} across splits.",
         "",
     ]
+    if same["examples_across_classes"]:
+        out += ["Label conflicts (the same picture under two classes):", ""]
+        out += [f"- {e}" for e in same["examples_across_classes"][:10]] + [""]
     leakage = report["test_leakage"]
     if leakage:
         out += [
-            f"**Test leakage:** {leakage['with_a_near_duplicate_in_training']} of {leakage['testing_pictures']} "
-            f"testing pictures have a near duplicate in training "
-            f"({leakage['byte_identical_to_a_training_file']} byte-identical).",
+            f"**Test leakage:** {leakage['with_a_near_identical_training_picture']} of {leakage['testing_pictures']} "
+            f"testing pictures have a near-identical picture in training "
+            f"({leakage['byte_identical_to_a_training_file']} byte-identical; "
+            f"{leakage['with_a_near_duplicate_in_training']} share a look-alike group with a training picture).",
             "",
         ]
     if near["examples_across_classes"]:
-        out += ["Groups filed under more than one class (label conflicts):", ""]
-        out += [f"- {', '.join(e['files'])}" for e in near["examples_across_classes"][:10]]
+        out += ["Look-alike groups spanning classes (check by eye; most are distinct pictures with a similar "
+                "outline unless listed as label conflicts above):", ""]
+        out += [f"- {', '.join(e['files'])}" for e in near["examples_across_classes"][:5]]
         out += [""]
     if near["examples"]:
-        out += ["Largest near-duplicate groups:", ""]
+        out += ["Largest look-alike groups:", ""]
         out += [f"- {e['size']} pictures: {', '.join(e['files'])}" for e in near["examples"][:10]]
         out += [""]
     sizes = report["sizes"]
@@ -270,7 +341,7 @@ def write_audit(report: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path
 
 def audit_summary(report: dict[str, Any]) -> str:
     """A few lines for the terminal."""
-    near, exact = report["near_duplicates"], report["exact_duplicates"]
+    near, exact, same = report["near_duplicates"], report["exact_duplicates"], report["near_identical"]
     lines = [
         f"{report['files']} files ({report['readable']} readable, {len(report['unreadable'])} unreadable) "
         f"under {', '.join(report['roots'])}",
@@ -278,17 +349,20 @@ def audit_summary(report: dict[str, Any]) -> str:
         + f" (ratio {report['imbalance_ratio']})",
         f"exact duplicates: {exact['groups']} groups, {exact['redundant_copies']} redundant copies, "
         f"{exact['across_splits']} across splits, {exact['across_classes']} across classes",
-        f"near duplicates (pHash <= {report['threshold']}): {near['groups']} groups of 2+, "
+        f"look-alike groups (pHash <= {report['threshold']}): {near['groups']} groups of 2+, "
         f"{near['redundant_copies']} redundant copies, {near['across_splits']} across splits, "
         f"{near['across_classes']} across classes",
+        f"near-identical pairs (pHash and pixels): {same['pairs']} over {same['pictures_involved']} pictures, "
+        f"{same['across_classes']} across classes (label conflicts), {same['across_splits']} across splits",
         f"sizes: {report['sizes']['distinct']} distinct, sides {report['sizes']['min_side']}-{report['sizes']['max_side']}; "
         "modes: " + ", ".join(f"{k} ({v})" for k, v in list(report["modes"].items())[:4]),
     ]
     if report["test_leakage"]:
         leak = report["test_leakage"]
         lines.append(
-            f"test leakage: {leak['with_a_near_duplicate_in_training']} of {leak['testing_pictures']} "
-            "testing pictures have a near duplicate in training"
+            f"test leakage: {leak['with_a_near_identical_training_picture']} of {leak['testing_pictures']} "
+            f"testing pictures have a near-identical training picture ({leak['with_a_near_duplicate_in_training']} "
+            "a look-alike)"
         )
     for item in report["unreadable"]:
         lines.append(f"unreadable: {item['file']}: {item['why']}")

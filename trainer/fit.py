@@ -444,7 +444,8 @@ def run_fit(
             where = "a finished run" if (run_dir / CHECKPOINT).is_file() else "no interrupted fit"
             raise TrainerError(f"{run_dir}: nothing to resume ({where}, no {LAST})")
         saved = torch.load(last_path, map_location="cpu", weights_only=True)
-        config = FitConfig.from_dict(saved["config"]).resolved()
+        # The run's own config, at the folder where the run now lies.
+        config = FitConfig.from_dict({**saved["config"], "runs_dir": config.runs_dir, "name": config.name}).resolved()
     elif not overwrite and ((run_dir / CHECKPOINT).is_file() or last_path.is_file()):
         raise TrainerError(
             f"{run_dir} already holds a run; choose another --name, --resume an interrupted one, or --overwrite"
@@ -535,6 +536,8 @@ def run_fit(
             scheduler.load_state_dict(saved["scheduler"])
         generator.set_state(saved["generator"])
         torch.set_rng_state(saved["torch_rng"])
+        if saved.get("cuda_rng") is not None and rt.device.type == "cuda":
+            torch.cuda.set_rng_state_all(saved["cuda_rng"])
         stopped_early = saved.get("stopped_early", False)
     train_model = torch.compile(model) if config.compile else model
 
@@ -543,7 +546,8 @@ def run_fit(
         return {
             "config": config.as_dict(), "fingerprint": data.fingerprint, "epoch": epoch, "model": _cpu_state(model),
             "optimizer": optimizer.state_dict() if epoch else None, "scheduler": scheduler.state_dict() if epoch else None,
-            "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "history": history,
+            "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if rt.device.type == "cuda" else None, "history": history,
             "best": best, "bad_epochs": bad_epochs, "stage1": stage1, "timings": timings,
             "stopped_early": stopped_early,
         }

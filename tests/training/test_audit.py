@@ -40,19 +40,22 @@ def planted(training_dir, tmp_path_factory):
 
 
 def test_audit_finds_the_planted_duplicates(planted):
-    root, first = planted
+    root, _ = planted
     report = audit_data(root)
     assert report["files"] == 4 * 4 + 4 * 2 + 5 and report["readable"] == report["files"] - 1
     exact = report["exact_duplicates"]
     assert exact["groups"] == 1 and exact["redundant_copies"] == 1 and exact["across_splits"] == 0
     near = report["near_duplicates"]
     assert near["across_splits"] >= 1 and near["across_classes"] >= 1
-    conflict = " ".join(near["examples_across_classes"][0]["files"])
-    assert "copy-wrong-class.jpg" in conflict and first.name in conflict
     biggest = near["examples"][0]
     assert biggest["size"] >= 4  # original, exact copy, re-encoded, wrong class
+    same = report["near_identical"]
+    assert same["pictures_involved"] == 4 and same["pairs"] == 6  # the four planted copies, pairwise
+    assert same["across_classes"] == 3 and same["across_splits"] == 3
+    assert all("copy-wrong-class.jpg" in e for e in same["examples_across_classes"])
     leak = report["test_leakage"]
-    assert leak["testing_pictures"] == 9 and leak["with_a_near_duplicate_in_training"] >= 1
+    assert leak["testing_pictures"] == 9 and leak["with_a_near_identical_training_picture"] == 1
+    assert leak["with_a_near_duplicate_in_training"] >= 1
     assert any("copy-reencoded.jpg" in e for e in leak["examples"])
 
 
@@ -73,6 +76,6 @@ def test_audit_command_writes_json_and_markdown(planted, tmp_path, capsys):
     report = json.loads((tmp_path / "audit" / "audit.json").read_text())
     markdown = (tmp_path / "audit" / "audit.md").read_text()
     assert report["near_duplicates"]["across_classes"] >= 1
-    assert "Test leakage" in markdown and "label conflicts" in markdown
+    assert "Test leakage" in markdown and "Label conflicts" in markdown and "copy-wrong-class.jpg" in markdown
     out = capsys.readouterr().out
-    assert "near duplicates" in out and "unreadable: Training/pituitary/broken.jpg" in out
+    assert "near-identical pairs" in out and "unreadable: Training/pituitary/broken.jpg" in out
