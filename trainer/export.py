@@ -29,6 +29,7 @@ from brainscan.engine.contract import (
     TensorSpec,
     check_graph,
 )
+from brainscan.engine.integrity import stamp_contract
 from brainscan.engine.preprocess import to_model_input
 from trainer.errors import ExportCheckError
 from trainer.model import ExportWrapper, with_fixed_padding
@@ -80,14 +81,16 @@ def _name_outputs(graph: onnx.GraphProto) -> None:
 
 
 def _set_contract(graph_model: onnx.ModelProto, contract: ModelContract) -> None:
+    """Store ``contract`` with the checksum of the graph's weights (the engine verifies it on open)."""
     kept = [(p.key, p.value) for p in graph_model.metadata_props if p.key != METADATA_KEY]
     del graph_model.metadata_props[:]
     for key, value in [*kept, (METADATA_KEY, contract.to_json())]:
         graph_model.metadata_props.add(key=key, value=value)
+    stamp_contract(graph_model)
 
 
 def write_contract(path: str | Path, contract: ModelContract) -> None:
-    """Replace the contract stored in an existing ONNX file."""
+    """Replace the contract stored in an existing ONNX file (with the checksum of its weights)."""
     graph_model = onnx.load(str(path))
     _set_contract(graph_model, contract)
     onnx.save(graph_model, str(path))

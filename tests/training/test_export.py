@@ -108,3 +108,23 @@ def test_fixed_padding_copy_computes_what_the_model_computes(small_model):
     x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         torch.testing.assert_close(fixed(x), small_model(x))
+
+
+def test_the_export_records_a_weights_checksum_that_the_engine_verifies(exported, tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    from brainscan.engine.inference import Classifier
+    from brainscan.engine.integrity import VERIFIED
+
+    assert Classifier(exported, device="cpu").integrity == VERIFIED
+
+    altered = onnx.load(str(exported))
+    tensor = max(altered.graph.initializer, key=lambda t: int(np.prod(t.dims)))
+    values = numpy_helper.to_array(tensor).copy()
+    values.flat[0] += 0.5
+    tensor.CopyFrom(numpy_helper.from_array(values, tensor.name))
+    path = tmp_path / "altered.onnx"
+    onnx.save(altered, str(path))
+    with pytest.raises(ModelError, match="do not match the checksum"):
+        Classifier(path, device="cpu")

@@ -1,4 +1,4 @@
-"""The ``brainscan-viewer`` entry point: ``brainscan-viewer [--settings FILE] [PATH ...]``."""
+"""The ``brainscan-viewer`` entry point: ``brainscan-viewer [--settings FILE] [PATH ...]``, or ``--self-test``."""
 
 from __future__ import annotations
 
@@ -19,6 +19,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--settings", metavar="FILE", default=None,
                         help="keep the settings in this INI file instead of the user's (also $BRAINSCAN_SETTINGS)")
     parser.add_argument("--version", action="version", version=f"brainscan-viewer {__version__}")
+    parser.add_argument("--self-test", action="store_true",
+                        help="check this installation headless (offscreen window, model, bundled samples) and exit")
+    parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default=None,
+                        help="with --self-test: the inference device to test (default: auto)")
     return parser
 
 
@@ -47,6 +51,10 @@ def create_application(argv: Sequence[str]):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    if args.self_test:
+        from brainscan.gui.self_test import viewer_self_test
+
+        return viewer_self_test(args.device or "auto")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_application([sys.argv[0]])
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl+C in the terminal ends the viewer
