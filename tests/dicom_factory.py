@@ -105,6 +105,7 @@ def new_dataset(
     photometric: str = "MONOCHROME2",
     bits_stored: int = 12,
     series_uid: str | None = None,
+    study_uid: str | None = None,
     **attributes: object,
 ) -> Dataset:
     """A complete dataset (explicit VR little endian) holding ``pixels`` and patient identifiers."""
@@ -115,7 +116,7 @@ def new_dataset(
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = generate_uid()
+    ds.StudyInstanceUID = study_uid or generate_uid()
     ds.SeriesInstanceUID = series_uid or generate_uid()
     ds.Modality = "MR" if sop_class == MRImageStorage else "OT"
     ds.SeriesDescription = "t1_mprage_sag (synthetic wrapping of a real slice)"
@@ -229,7 +230,7 @@ def write_sagittal_series(folder: Path, images: list[Path], *, seed: int = 7) ->
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     row, column, normal = oblique_frame(np.array([0.96, 0.22, 0.15]))
-    series_uid = generate_uid()
+    series_uid, study_uid = generate_uid(), generate_uid()  # one study holds the series
     count = len(images)
     names = [f"IM{n:05d}" for n in rng.permutation(count) * 7 + 3]
     paths = [folder / name for name in names]
@@ -256,7 +257,7 @@ def write_sagittal_series(folder: Path, images: list[Path], *, seed: int = 7) ->
         if i in (0, count - 1):
             attributes.update(WindowCenter=11, WindowWidth=22)
             degenerate.add(paths[i])
-        save(new_dataset(values, series_uid=series_uid, **attributes), paths[i])
+        save(new_dataset(values, series_uid=series_uid, study_uid=study_uid, **attributes), paths[i])
         stored[paths[i]] = values
     return SagittalSeries(folder, paths, normal, degenerate, rescaled, stored)
 

@@ -11,26 +11,20 @@ import argparse
 import json
 import logging
 import os
-import platform
 import signal
 import sys
-import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from pathlib import Path
-
-import onnxruntime
 
 from brainscan import RESEARCH_USE_NOTICE, __version__
 from brainscan.engine.cam import METHODS
 from brainscan.engine.errors import BrainscanError
+from brainscan.engine.folder_run import FolderRun, RunSettings
 from brainscan.engine.inference import DEVICES, Classifier
 from brainscan.engine.loading import discover
-from brainscan.engine.overlay import COLORMAPS, blend, caption, write_png
-from brainscan.engine.reports import FORMATS, ReportError, ReportOptions, ReportSession, parse_formats
+from brainscan.engine.overlay import COLORMAPS
+from brainscan.engine.reports import FORMATS, ReportError, parse_formats
 from brainscan.engine.resources import default_model_path
-from brainscan.engine.results import ResultsStore
-from brainscan.engine.screening import FrameResult, screen
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_NOTHING_RAN, EXIT_INTERRUPTED = 0, 1, 2, 130
 CAM_CHOICES = (*METHODS, "none")
@@ -88,22 +82,6 @@ def _say(message: str) -> None:
     print(f"brainscan: {message}", file=sys.stderr, flush=True)
 
 
-def _overlay_name(result: FrameResult) -> str:
-    import hashlib
-
-    digest = hashlib.sha1(str(result.ref.path).encode("utf-8", "surrogateescape")).hexdigest()[:8]
-    stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in result.ref.path.stem)[:60]
-    return f"{stem}-f{result.ref.frame}-{digest}.png"
-
-
-def _save_overlay(result: FrameResult, folder: Path, args: argparse.Namespace) -> None:
-    if not result.ok or result.frame is None or result.heat is None:
-        return
-    mixed = blend(result.frame.picture, result.heat, colormap=args.colormap, opacity=args.opacity)
-    text = f"{result.label} {result.confidence:.2f} | {args.cam} | research use only"
-    write_png(folder / _overlay_name(result), caption(mixed, text))
-
-
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -115,7 +93,6 @@ def run_screen(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         _say(f"error: --batch-size must be at least 1, got {args.batch_size}")
         return EXIT_NOTHING_RAN
-    started = time.perf_counter()
     classifier = Classifier(args.model or default_model_path(), device=args.device, threads=args.threads)
     if classifier.device.note:
         _say(classifier.device.note)
@@ -123,76 +100,45 @@ def run_screen(args: argparse.Namespace) -> int:
     if not refs:
         _say(f"error: no files found in {', '.join(args.paths)}")
         return EXIT_NOTHING_RAN
-    cam_method = None if args.cam == "none" else args.cam
-    overlays = args.out / "overlays"
     if args.deidentify and "dicom" not in args.report:
         _say("note: --deidentify applies to the DICOM objects of --report dicom")
-    with ResultsStore(args.out, classifier.classes, include_identifiers=args.keep_identifiers) as store:
-        reports = ReportSession(
-            args.out, ReportOptions(args.report, colormap=args.colormap, opacity=args.opacity,
-                                    keep_identifiers=args.keep_identifiers, deidentify=args.deidentify),
-            application_version=__version__, model_card=classifier.model_card(), cam_method=cam_method,
-        ) if args.report else None
-        todo = [ref for ref in refs if not store.is_done(str(ref.path), ref.frame)]
-        if store.resumed:
-            _say(f"resuming in {args.out}: {len(refs) - len(todo)} of {len(refs)} frames already done")
-        if args.save_overlays:
-            overlays.mkdir(parents=True, exist_ok=True)
-        show = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
-        run_info = {
-            "application": f"brainscan {__version__}",
-            "notice": RESEARCH_USE_NOTICE,
-            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "inputs": [str(p) for p in args.paths],
-            "model": classifier.model_card(),
-            "device": {"requested": args.device, "providers": list(classifier.device.providers),
-                       "used": classifier.device.used, "note": classifier.device.note},
-            "onnxruntime": onnxruntime.__version__,
-            "platform": platform.platform(),
-            "cam_method": cam_method,
-            "cam_settings": {"colormap": args.colormap, "opacity": args.opacity},
-        }
-        interrupted = False
+    settings = RunSettings(
+        out=args.out, cam_method=None if args.cam == "none" else args.cam, colormap=args.colormap,
+        opacity=args.opacity, batch_size=args.batch_size, save_overlays=args.save_overlays,
+        report_formats=args.report, keep_identifiers=args.keep_identifiers, deidentify=args.deidentify,
+        inputs=tuple(str(p) for p in args.paths), device_requested=args.device,
+    )
+    show = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
+    with FolderRun(classifier, refs, settings) as run:
+        if run.already_done:
+            _say(f"resuming in {args.out}: {run.already_done} of {run.total} frames already done")
         previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
             from tqdm import tqdm
 
-            results = screen(todo, classifier, cam_method=cam_method, batch_size=args.batch_size,
-                             keep_frames=args.save_overlays or reports is not None)
-            with tqdm(total=len(todo), disable=not show, unit="frame", dynamic_ncols=True) as bar:
-                for result in results:
-                    store.append(result, cam_method)
-                    if args.save_overlays:
-                        _save_overlay(result, overlays, args)
-                    if reports is not None:
-                        reports.add(result)
+            with tqdm(total=len(run.todo), disable=not show, unit="frame", dynamic_ncols=True) as bar:
+                for _ in run.results():
                     bar.update(1)
-                    bar.set_postfix(errors=store.counts.get("error", 0), refresh=False)
+                    bar.set_postfix(errors=run.counts.get("error", 0), refresh=False)
         except KeyboardInterrupt:
-            interrupted = True
+            pass
         finally:
             signal.signal(signal.SIGTERM, previous)
-            run_info["seconds"] = round(time.perf_counter() - started, 3)
-            run_info["interrupted"] = interrupted
-            store.finalize(run_info)
-    ok, failed = store.counts.get("ok", 0), store.counts.get("error", 0)
-    _say(f"{ok} ok, {failed} failed of {ok + failed} frames on {classifier.device.used.upper()}; "
+        outcome = run.finish()
+    _say(f"{outcome.ok} ok, {outcome.failed} failed of {outcome.frames} frames on {classifier.device.used.upper()}; "
          f"results in {args.out / 'results.csv'}")
-    if interrupted:
-        _say("interrupted: run the same command again to resume" + (" and write the reports" if reports else ""))
+    if outcome.interrupted:
+        _say("interrupted: run the same command again to resume" + (" and write the reports" if args.report else ""))
         return EXIT_INTERRUPTED
-    if reports is not None:
-        try:
-            outcome = reports.finish(store.rows(), run_info, classifier.classes)
-        except ReportError as exc:
-            _say(f"error: {exc}")
-            return EXIT_NOTHING_RAN
-        for message in outcome.messages:
-            _say(message)
-        documents = [str(path) for path in outcome.written if path.suffix != ".dcm"]
-        if documents:
-            _say(f"reports: {', '.join(documents)}")
-    return EXIT_SOME_FAILED if failed else EXIT_OK
+    if outcome.report_error:
+        _say(f"error: {outcome.report_error}")
+        return EXIT_NOTHING_RAN
+    for message in outcome.messages:
+        _say(message)
+    documents = [str(path) for path in (outcome.reports.written if outcome.reports else []) if path.suffix != ".dcm"]
+    if documents:
+        _say(f"reports: {', '.join(documents)}")
+    return EXIT_SOME_FAILED if outcome.failed else EXIT_OK
 
 
 def run_model(args: argparse.Namespace) -> int:

@@ -103,7 +103,12 @@ def test_many_signal_emits_never_exhaust_true():
     class Emitter(QObject):
         ping = Signal(int)
 
+    import brainscan.gui  # noqa: F401  (applies the guard when the bug is present)
+
     emitter = Emitter()
+    before = sys.getrefcount(True)
     for n in range(20_000):
         emitter.ping.emit(n)
-    assert sys.getrefcount(True) > 20_000
+    after = sys.getrefcount(True)
+    # either emit keeps the count (no bug) or the guard's reserve of 2**48 absorbs the leak
+    assert after >= before - 100 or after > 1 << 40

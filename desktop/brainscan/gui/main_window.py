@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from brainscan import RESEARCH_USE_NOTICE, __version__
 from brainscan.engine.errors import BrainscanError
+from brainscan.engine.folder_run import RunOutcome, RunSettings
 from brainscan.engine.inference import Classifier
 from brainscan.engine.loading import FrameRef
 from brainscan.engine.overlay import write_png
@@ -46,6 +47,8 @@ from brainscan.gui.browser import BrowserView
 from brainscan.gui.frame_loader import FrameLoader
 from brainscan.gui.icons import icon
 from brainscan.gui.overlay_panel import OverlayPanel
+from brainscan.gui.report_dialog import ReportDialog, ReportRequest, default_report_folder
+from brainscan.gui.report_runner import ReportRunner
 from brainscan.gui.results_panel import ResultsPanel, SeriesSummaryPanel
 from brainscan.gui.settings import AppSettings
 from brainscan.gui.settings_dialog import SettingsDialog
@@ -76,6 +79,7 @@ SHORTCUTS_HTML = """
 <tr><td>F5 / Esc</td><td>classify all open images / cancel</td></tr>
 <tr><td>Ctrl+O, Ctrl+Shift+O, Ctrl+D</td><td>open images, a folder, a DICOM folder (or drop them on the window)</td></tr>
 <tr><td>Ctrl+E / Ctrl+Shift+E</td><td>export the image with its overlay (PNG) / the results (CSV)</td></tr>
+<tr><td>Ctrl+R</td><td>write a report (PDF, HTML, DICOM) of the selection, a series or everything</td></tr>
 </table>
 """
 
@@ -124,6 +128,7 @@ class MainWindow(QMainWindow):
 
     modelChanged = Signal()
     batchFinished = Signal(bool)
+    reportFinished = Signal(object, str)  # RunOutcome or None, and why it failed ("" when it did not)
     openFinished = Signal()
 
     def __init__(self, settings: AppSettings | None = None, *, model_in_background: bool = True) -> None:
@@ -136,11 +141,13 @@ class MainWindow(QMainWindow):
         self.pool = WorkerPool(max_threads=3, parent=self)
         self.loader = FrameLoader(self.pool, self)
         self.batch = BatchRunner(self.pool, self)
+        self.reporter = ReportRunner(self.pool, self)
         self.classifier: Classifier | None = None
         self._model_worker: GeneratorWorker | None = None
         self._batch_cam_method: str | None = None
         self._shut_down = False
         self.last_error = ""
+        self._report_folder: Path | None = None
 
         self.view = SliceView()
         self.controller = ViewerController(self.view, self.loader, self.settings.overlay(), self)
@@ -238,6 +245,8 @@ class MainWindow(QMainWindow):
         self.batch.resultsReady.connect(self._on_results)
         self.batch.progress.connect(self._on_progress)
         self.batch.finished.connect(self._on_batch_finished)
+        self.reporter.progress.connect(self._on_report_progress)
+        self.reporter.finished.connect(self._on_report_finished)
         self.view.setFocus()
 
     # -- opening -----------------------------------------------------------------------------------
@@ -443,9 +452,13 @@ class MainWindow(QMainWindow):
         return self.batch.start(refs, self.classifier, self._batch_cam_method)
 
     def cancel_batch(self) -> None:
+        """Stop the running classification or report (Esc)."""
         if self.batch.running:
             self.batch.cancel()
             self.statusBar().showMessage("Cancelling…")
+        if self.reporter.running:
+            self.reporter.cancel()
+            self.statusBar().showMessage("Cancelling the report…")
 
     def _on_batch_started(self, total: int) -> None:
         self.loader.set_paused(True)  # the batch decodes the same files; thumbnails come with its results
@@ -556,6 +569,81 @@ class MainWindow(QMainWindow):
             return
         self.statusBar().showMessage(success, 10000)
 
+    # -- reports -------------------------------------------------------------------------------------
+    def report_scopes(self) -> dict[str, list[FrameRef]]:
+        """The frames of each scope of the *Write report* dialog, in the order they are shown."""
+        session = self.controller.session
+        selected = [ref for key in self.results_panel.selected_keys() if (ref := session.ref_of(key)) is not None]
+        if not selected and session.current is not None:
+            selected = [session.current]
+        group = session.current_group
+        shown = [ref for key in self.results_panel.visible_keys() if (ref := session.ref_of(key)) is not None]
+        return {"selection": selected, "series": list(group.refs) if group is not None else [],
+                "shown": shown, "all": list(session.refs())}
+
+    def report_dialog(self) -> ReportDialog:
+        return ReportDialog(self.report_scopes(), default_report_folder(self.settings.last_folder()), self)
+
+    def choose_write_report(self) -> None:
+        if self.classifier is None:
+            self.show_error("No model in use: choose one in Settings (Ctrl+,).")
+            return
+        dialog = self.report_dialog()
+        if dialog.exec():
+            request = dialog.request()
+            if request is not None:
+                self.write_report(request)
+
+    def write_report(self, request: ReportRequest) -> bool:
+        """Screen the request's frames into its folder and write the reports there (in the background).
+
+        The heat maps use the method, colour map and opacity of the heat-map panel.
+        """
+        if self.classifier is None or self.reporter.running or self.batch.running:
+            self.show_error("Wait for the running classification or report to end (or cancel it with Esc).")
+            return False
+        overlay = self.controller.overlay
+        settings = RunSettings(
+            out=request.folder, cam_method=overlay.method, colormap=overlay.colormap, opacity=overlay.opacity,
+            report_formats=request.formats, keep_identifiers=request.keep_identifiers,
+            deidentify=request.deidentify, inputs=tuple(sorted({str(ref.path) for ref in request.refs})),
+            device_requested=self.settings.device,
+        )
+        if not self.reporter.start(request.refs, self.classifier, settings):
+            return False
+        self._report_folder = request.folder
+        self.progress.setRange(0, len(request.refs))
+        self.progress.setValue(0)
+        self.progress.show()
+        self.cancel_button.show()
+        self.statusBar().showMessage(f"Writing the report to {request.folder}…")
+        self._update_actions()
+        return True
+
+    def _on_report_progress(self, done: int, total: int) -> None:
+        self.progress.setRange(0, total)
+        self.progress.setValue(done)
+        self.statusBar().showMessage(f"Report: {done} of {total} images…")
+
+    def _on_report_finished(self, outcome: RunOutcome | None, message: str) -> None:
+        self.progress.hide()
+        self.cancel_button.hide()
+        folder = self._report_folder
+        if message or outcome is None or outcome.report_error:
+            self.show_error(f"Report not written: {message or (outcome.report_error if outcome else '')}")
+        elif outcome.interrupted:
+            self.show_error(f"Report cancelled: results so far are in {folder}; no report was made")
+        else:
+            written = [path.name for path in (outcome.reports.written if outcome.reports else [])
+                       if path.suffix != ".dcm"]
+            parts = [f"Report written to {folder}: {', '.join(written) if written else 'DICOM objects'}"]
+            if outcome.failed:
+                parts.append(f"{outcome.failed} images could not be read (listed in the report)")
+            parts += outcome.messages
+            self.statusBar().showMessage("; ".join(parts), 20000)
+        self._update_actions()
+        self.reportFinished.emit(outcome, message)
+
     # -- messages and state ----------------------------------------------------------------------------
     def show_error(self, message: str) -> None:
         log.warning("%s", message)
@@ -564,13 +652,14 @@ class MainWindow(QMainWindow):
 
     def _update_actions(self) -> None:
         a = self.actions_
-        running = self.batch.running
+        running = self.batch.running or self.reporter.running
         has_images = len(self.controller.session) > 0
         a.classify.setEnabled(self.classifier is not None and has_images and not running)
         a.cancel.setEnabled(running)
         a.settings.setEnabled(not running)
         a.export_image.setEnabled(self.controller.display is not None)
         a.export_results.setEnabled(bool(self.controller.session.results) and not running)
+        a.write_report.setEnabled(self.classifier is not None and has_images and not running)
         a.close_all.setEnabled(has_images)
 
     def show_shortcuts(self) -> None:
@@ -590,6 +679,7 @@ class MainWindow(QMainWindow):
             return
         self._shut_down = True
         self.batch.cancel()
+        self.reporter.cancel()
         self.loader.shutdown()
         if not self.pool.wait_all(60_000):
             log.error("worker threads did not stop within 60 s")

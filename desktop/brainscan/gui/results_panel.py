@@ -231,7 +231,7 @@ class ResultsPanel(QWidget):
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.setAlternatingRowColors(True)
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(22)
@@ -317,6 +317,11 @@ class ResultsPanel(QWidget):
             self.table.scrollTo(index)
         finally:
             self._syncing = False
+
+    def selected_keys(self) -> list[FrameKey]:
+        """The keys of every selected row (Ctrl- or Shift-click), in the table's order."""
+        rows = sorted(self.table.selectionModel().selectedRows(0), key=lambda index: index.row())
+        return [tuple(index.data(KEY_ROLE)) for index in rows]
 
     def selected_key(self) -> FrameKey | None:
         index = self.table.selectionModel().currentIndex()

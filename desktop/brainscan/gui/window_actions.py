@@ -31,6 +31,8 @@ class WindowActions:
                                          "Save the image on screen, as windowed, with its heat map and the notice (PNG)")
         self.export_results = self._action("Export &results…", "export-csv", "Ctrl+Shift+E", w.choose_export_results,
                                            "Save the results table and the per-series summary (CSV)")
+        self.write_report = self._action("Write &report…", "report", "Ctrl+R", w.choose_write_report,
+                                         "PDF, HTML and DICOM reports of the selection, a series or everything open")
         self.settings = self._action("&Settings…", "settings", QKeySequence.StandardKey.Preferences, w.open_settings,
                                      "Model file, model card and inference device")
         if self.settings.shortcut().isEmpty():
@@ -95,7 +97,7 @@ class WindowActions:
         bar = self.window.menuBar()
         file_menu = bar.addMenu("&File")
         for item in (self.open_files, self.open_folder, self.open_dicom, self.recent_menu, None, self.close_all, None,
-                     self.export_image, self.export_results, None, self.settings, None, self.quit):
+                     self.export_image, self.export_results, self.write_report, None, self.settings, None, self.quit):
             self._add(file_menu, item)
         view_menu = bar.addMenu("&View")
         for item in (self.show_heat, None, self.fit, self.zoom_in, self.zoom_out, None, self.previous_slice,
@@ -108,6 +110,8 @@ class WindowActions:
         analysis = bar.addMenu("&Analysis")
         analysis.addAction(self.classify)
         analysis.addAction(self.cancel)
+        analysis.addSeparator()
+        analysis.addAction(self.write_report)
         self.panels_menu = bar.addMenu("&Panels")
         help_menu = bar.addMenu("&Help")
         help_menu.addAction(self.shortcuts)
@@ -143,8 +147,10 @@ class WindowActions:
         bar.addSeparator()
         bar.addAction(self.export_image)
         bar.addAction(self.export_results)
+        bar.addAction(self.write_report)
         bar.addAction(self.settings)
-        for action in (self.zoom_in, self.zoom_out, self.fit, self.export_results, self.settings, self.cancel):
+        for action in (self.zoom_in, self.zoom_out, self.fit, self.export_results, self.write_report, self.settings,
+                       self.cancel):
             button = bar.widgetForAction(action)
             if isinstance(button, QToolButton):
                 button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)

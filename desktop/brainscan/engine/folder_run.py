@@ -1,0 +1,223 @@
+"""Screening into an output folder: the one loop behind ``brainscan screen`` and the viewer's reports.
+
+A :class:`FolderRun` owns one output folder for one run: ``results.csv`` (resumable, one row per
+frame, flushed as it is made), ``results.json`` with the run's provenance, optional PNG overlays
+and optional reports (:mod:`brainscan.engine.reports`). The command line iterates
+:meth:`FolderRun.results` under a progress bar; the viewer iterates it in a worker thread and may
+stop between frames. Either way :meth:`FolderRun.finish` (or leaving the ``with`` block) writes
+``results.json``; the reports are written only when every frame was seen, from the final rows::
+
+    with FolderRun(classifier, refs, RunSettings(out=Path("out"), report_formats=("pdf",))) as run:
+        for result in run.results():
+            ...                      # progress
+        outcome = run.finish()       # results.json, then the reports
+
+Frames already in ``results.csv`` are skipped (resume). Nothing here imports Qt or torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import onnxruntime
+
+from brainscan import RESEARCH_USE_NOTICE, __version__
+from brainscan.engine.inference import Classifier
+from brainscan.engine.loading import FrameRef
+from brainscan.engine.overlay import blend, caption, write_png
+from brainscan.engine.reports import ReportError, ReportOptions, ReportOutcome, ReportSession
+from brainscan.engine.results import ResultsStore
+from brainscan.engine.screening import FrameResult, screen
+
+OVERLAYS_DIR = "overlays"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What one run writes, and how.
+
+    Parameters
+    ----------
+    out:
+        The output folder (made if needed; re-using it resumes).
+    cam_method:
+        One of :data:`brainscan.engine.cam.METHODS`, or None for no heat maps.
+    report_formats:
+        Any of ``pdf``, ``html``, ``dicom`` (:data:`brainscan.engine.reports.FORMATS`).
+    inputs:
+        What the user asked to screen, as given (recorded in ``results.json``).
+    device_requested:
+        The device the user asked for (the one used is the classifier's).
+    """
+
+    out: Path
+    cam_method: str | None = "gradcam"
+    colormap: str = "jet"
+    opacity: float = 0.45
+    batch_size: int = 8
+    save_overlays: bool = False
+    report_formats: tuple[str, ...] = ()
+    keep_identifiers: bool = False
+    deidentify: bool = False
+    inputs: tuple[str, ...] = ()
+    device_requested: str = "auto"
+
+
+@dataclass
+class RunOutcome:
+    """How a run ended: counts over the whole folder (resumed rows included) and the reports."""
+
+    ok: int = 0
+    failed: int = 0
+    interrupted: bool = False
+    reports: ReportOutcome | None = None
+    report_error: str = ""
+    seconds: float = 0.0
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def frames(self) -> int:
+        return self.ok + self.failed
+
+
+def overlay_name(result: FrameResult) -> str:
+    """A file name for a frame's overlay PNG, unique per source path and frame."""
+    digest = hashlib.sha1(str(result.ref.path).encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in result.ref.path.stem)[:60]
+    return f"{stem}-f{result.ref.frame}-{digest}.png"
+
+
+class FolderRun:
+    """One screening run into one output folder (see the module notes).
+
+    Raises
+    ------
+    BrainscanError
+        The folder cannot be used (:class:`~brainscan.engine.errors.OutputError`, another run
+        holds it) or a report folder cannot be made (:class:`ReportError`); raised on creation,
+        before any frame is screened.
+    """
+
+    def __init__(self, classifier: Classifier, refs: Sequence[FrameRef], settings: RunSettings) -> None:
+        if not 0.0 <= settings.opacity <= 1.0:
+            raise ValueError(f"opacity must lie in [0, 1], got {settings.opacity}")
+        if settings.batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, got {settings.batch_size}")
+        self.classifier = classifier
+        self.settings = settings
+        self._started = time.perf_counter()
+        self.store = ResultsStore(settings.out, classifier.classes, include_identifiers=settings.keep_identifiers)
+        try:
+            self.reports = ReportSession(
+                settings.out,
+                ReportOptions(settings.report_formats, colormap=settings.colormap, opacity=settings.opacity,
+                              keep_identifiers=settings.keep_identifiers, deidentify=settings.deidentify),
+                application_version=__version__, model_card=classifier.model_card(), cam_method=settings.cam_method,
+            ) if settings.report_formats else None
+            self.overlays = settings.out / OVERLAYS_DIR if settings.save_overlays else None
+            if self.overlays is not None:
+                self.overlays.mkdir(parents=True, exist_ok=True)
+        except BaseException:
+            self.store.close()
+            raise
+        self.total = len(refs)
+        self.todo = [ref for ref in refs if not self.store.is_done(str(ref.path), ref.frame)]
+        self.already_done = self.total - len(self.todo)
+        self.run_info: dict[str, Any] = {
+            "application": f"brainscan {__version__}",
+            "notice": RESEARCH_USE_NOTICE,
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "inputs": list(settings.inputs),
+            "model": classifier.model_card(),
+            "device": {"requested": settings.device_requested, "providers": list(classifier.device.providers),
+                       "used": classifier.device.used, "note": classifier.device.note},
+            "onnxruntime": onnxruntime.__version__,
+            "platform": platform.platform(),
+            "cam_method": settings.cam_method,
+            "cam_settings": {"colormap": settings.colormap, "opacity": settings.opacity},
+        }
+        self._seen = 0
+        self._finalized = False
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def results(self) -> Iterator[FrameResult]:
+        """Screen every frame not yet done, store its row (and overlay, report parts), yield it."""
+        keep = self.overlays is not None or self.reports is not None
+        for result in screen(self.todo, self.classifier, cam_method=self.settings.cam_method,
+                             batch_size=self.settings.batch_size, keep_frames=keep):
+            self.store.append(result, self.settings.cam_method)
+            if self.overlays is not None:
+                self._save_overlay(result)
+            if self.reports is not None:
+                self.reports.add(result)
+            self._seen += 1
+            yield result
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return dict(self.store.counts)
+
+    @property
+    def complete(self) -> bool:
+        return self._seen == len(self.todo)
+
+    def _save_overlay(self, result: FrameResult) -> None:
+        if not result.ok or result.frame is None or result.heat is None or self.overlays is None:
+            return
+        mixed = blend(result.frame.picture, result.heat, colormap=self.settings.colormap, opacity=self.settings.opacity)
+        text = f"{result.label} {result.confidence:.2f} | {self.settings.cam_method} | research use only"
+        write_png(self.overlays / overlay_name(result), caption(mixed, text))
+
+    # -- the end -------------------------------------------------------------------------------------
+    def finish(self) -> RunOutcome:
+        """Write ``results.json`` and, when every frame was seen, the reports; release the folder.
+
+        The folder stays locked until the reports are written. A report that cannot be written is
+        ``report_error`` in the outcome (its message names the file); ``results.csv`` and everything
+        already written are kept.
+        """
+        try:
+            outcome = self._finalize(interrupted=not self.complete)
+            if outcome.interrupted or self.reports is None:
+                return outcome
+            try:
+                outcome.reports = self.reports.finish(self.store.rows(), self.run_info, self.classifier.classes)
+            except ReportError as exc:
+                outcome.report_error = str(exc)
+            else:
+                outcome.messages.extend(outcome.reports.messages)
+            return outcome
+        finally:
+            self.store.close()
+
+    def _finalize(self, *, interrupted: bool) -> RunOutcome:
+        counts = self.store.counts
+        outcome = RunOutcome(ok=counts.get("ok", 0), failed=counts.get("error", 0), interrupted=interrupted,
+                             seconds=round(time.perf_counter() - self._started, 3))
+        if not self._finalized:
+            self._finalized = True
+            self.run_info["seconds"] = outcome.seconds
+            self.run_info["interrupted"] = interrupted
+            self.store.finalize(self.run_info)
+        return outcome
+
+    def close(self) -> None:
+        """Release the folder, writing ``results.json`` if :meth:`finish` was not called (idempotent)."""
+        try:
+            if not self._finalized:
+                self._finalize(interrupted=not self.complete)
+        finally:
+            self.store.close()
+
+    def __enter__(self) -> FolderRun:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
