@@ -71,6 +71,26 @@ def test_hflip_test_time_augmentation_averages_the_mirror(tmp_path):
     np.testing.assert_allclose(tta.predict([picture])[0].probabilities, expected, atol=1e-5)
 
 
+def test_the_contract_temperature_calibrates_the_probabilities_and_keeps_the_top_class(tmp_path):
+    plain = Classifier(build_tiny_model(tmp_path / "a.onnx", seed=5), device="cpu")
+    calibrated = Classifier(build_tiny_model(
+        tmp_path / "b.onnx", tiny_contract(metrics={"calibration": {"temperature": 0.5}}), seed=5), device="cpu")
+    assert plain.temperature == 1.0 and calibrated.temperature == 0.5
+    assert calibrated.model_card()["calibration_temperature"] == 0.5
+    for before, after in zip(plain.predict(_pictures(4)), calibrated.predict(_pictures(4)), strict=True):
+        np.testing.assert_allclose(after.logits, before.logits, atol=1e-6)
+        np.testing.assert_allclose(after.probabilities, softmax(before.logits[None] / 0.5)[0], atol=1e-5)
+        assert after.label_index == before.label_index
+
+
+@pytest.mark.parametrize("recorded", [0.0, -1.0, float("nan"), 1e9, "0.5", True, None])
+def test_a_damaged_temperature_is_ignored(recorded):
+    from brainscan.engine.inference import calibration_temperature
+
+    assert calibration_temperature({"calibration": {"temperature": recorded}}) == 1.0
+    assert calibration_temperature({}) == 1.0
+
+
 def test_missing_model_file_names_the_path_and_the_fix(tmp_path):
     with pytest.raises(ModelError, match=r"nowhere\.onnx: model file not found; pass .* --model"):
         Classifier(tmp_path / "nowhere.onnx")

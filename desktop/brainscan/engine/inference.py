@@ -9,7 +9,9 @@ returns, per picture, the class probabilities and the feature maps that make Gra
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,6 +159,7 @@ class Classifier:
         # "verified", or "unverified (no checksum in contract)"; altered weights raise ModelError
         self.integrity = verify_weights(self.model_path, metadata)
         self.input_name = self.session.get_inputs()[0].name
+        self.temperature = calibration_temperature(self.contract.metrics)
         self._cam_weight: np.ndarray | None = None
         self._sha256: str | None = None
 
@@ -187,18 +190,25 @@ class Classifier:
         return logits, features
 
     def predict(self, pictures: list[np.ndarray]) -> list[Prediction]:
-        """Classify 8-bit RGB pictures (any size); applies the contract's test-time augmentation."""
+        """Classify 8-bit RGB pictures (any size).
+
+        Applies the contract's test-time augmentation and its calibration: the probabilities are
+        ``softmax(logits / T)`` with the temperature fitted on validation when the contract records
+        one (``metrics.calibration.temperature``), else T = 1. The top class is the same either way;
+        ``logits`` are returned as the graph gives them.
+        """
         if not pictures:
             return []
         tensor = to_model_input(pictures, self.contract)
         count = len(pictures)
+        t = self.temperature
         if "hflip" in self.contract.test_time_augmentation:
             logits, features = self.run_tensor(np.concatenate([tensor, tensor[..., ::-1]]))
-            probabilities = (softmax(logits[:count]) + softmax(logits[count:])) / 2
+            probabilities = (softmax(logits[:count] / t) + softmax(logits[count:] / t)) / 2
             logits, features = (logits[:count] + logits[count:]) / 2, features[:count]
         else:
             logits, features = self.run_tensor(tensor)
-            probabilities = softmax(logits)
+            probabilities = softmax(logits / t)
         return [Prediction(probabilities[i], logits[i], features[i]) for i in range(count)]
 
     def model_card(self) -> dict[str, object]:
@@ -212,6 +222,7 @@ class Classifier:
             "architecture": c.architecture,
             "input_size": list(c.input_size),
             "test_time_augmentation": list(c.test_time_augmentation),
+            "calibration_temperature": self.temperature,
             "file": str(self.model_path),
             "sha256": self.sha256,
             "metrics": dict(c.metrics),
@@ -220,6 +231,20 @@ class Classifier:
             "picture": c.picture,
             "integrity": self.integrity,
         }
+
+
+def calibration_temperature(metrics: Mapping[str, object]) -> float:
+    """The temperature a contract's metrics record (``calibration.temperature``), or 1.0.
+
+    Only a finite value in [0.05, 20] is used: anything else would be a damaged contract, and
+    screening then shows the uncalibrated probabilities rather than absurd ones.
+    """
+    calibration = metrics.get("calibration")
+    value = calibration.get("temperature") if isinstance(calibration, Mapping) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 1.0
+    value = float(value)
+    return value if math.isfinite(value) and 0.05 <= value <= 20.0 else 1.0
 
 
 def negative_class_index(classes: tuple[str, ...]) -> int | None:
