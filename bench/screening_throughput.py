@@ -2,9 +2,10 @@
 
 Both sides decode the same files with the engine's loader, resize and normalise them the same way
 and run the same model with the same batch size; the bare loop asks only for the logits and does
-nothing else. The screening side runs the real ``screen()`` pipeline (decode-ahead threads,
-probabilities, exact Grad-CAM of the predicted class at picture size, its peak) and writes the
-CSV rows as the command does. The two are interleaved (A B A B ...) and the ratio of medians is
+nothing else. The screening side runs the loop of ``brainscan screen`` itself
+(:class:`~brainscan.engine.folder_run.FolderRun`: decode-ahead threads, probabilities, exact
+Grad-CAM of the predicted class at picture size, its peak, each CSV row flushed, results.json at
+the end). The two are interleaved (A B A B ...) and the ratio of medians is
 reported, because this machine is noisy.
 
     .venv/bin/python bench/screening_throughput.py [--images 400] [--rounds 3] [--model FILE]
@@ -26,12 +27,11 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+from brainscan.engine.folder_run import FolderRun, RunSettings
 from brainscan.engine.inference import Classifier
 from brainscan.engine.loading import discover, load_frame
 from brainscan.engine.preprocess import to_model_input
 from brainscan.engine.resources import default_model_path
-from brainscan.engine.results import ResultsStore
-from brainscan.engine.screening import screen
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "brain-tumor-mri" / "Training"
 
@@ -58,12 +58,12 @@ def screening(files: list[Path], model: Path, batch_size: int, cam: str | None) 
     classifier = Classifier(model, device="cpu")
     refs = discover(files)
     with tempfile.TemporaryDirectory() as out:
-        store = ResultsStore(Path(out), classifier.classes)
         start = time.perf_counter()
-        for result in screen(refs, classifier, cam_method=cam, batch_size=batch_size):
-            store.append(result, cam)
+        with FolderRun(classifier, refs, RunSettings(out=Path(out), cam_method=cam, batch_size=batch_size)) as run:
+            for _ in run.results():
+                pass
+            run.finish()
         elapsed = time.perf_counter() - start
-        store.close()
     return len(refs) / elapsed
 
 
@@ -88,12 +88,11 @@ def memory_profile(count: int, model: Path, batch_size: int) -> list[tuple[int, 
         classifier = Classifier(model, device="cpu")
         samples = []
         with tempfile.TemporaryDirectory() as out:
-            store = ResultsStore(Path(out), classifier.classes)
-            for index, result in enumerate(screen(discover(links), classifier, batch_size=batch_size), 1):
-                store.append(result, "gradcam")
-                if index % 500 == 0:
-                    samples.append((index, rss_mib()))
-            store.close()
+            settings = RunSettings(out=Path(out), cam_method="gradcam", batch_size=batch_size)
+            with FolderRun(classifier, discover(links), settings) as run:
+                for index, _ in enumerate(run.results(), 1):
+                    if index % 500 == 0:
+                        samples.append((index, rss_mib()))
     return samples
 
 
