@@ -67,8 +67,9 @@ def test_hflip_test_time_augmentation_averages_the_mirror(tmp_path):
     )
     picture = _pictures(1, size=(64, 64))[0]
     mirrored = np.ascontiguousarray(picture[:, ::-1])
-    expected = (plain.predict([picture])[0].probabilities + plain.predict([mirrored])[0].probabilities) / 2
-    np.testing.assert_allclose(tta.predict([picture])[0].probabilities, expected, atol=1e-5)
+    mean_logits = (plain.predict([picture])[0].logits + plain.predict([mirrored])[0].logits) / 2
+    np.testing.assert_allclose(tta.predict([picture])[0].logits, mean_logits, atol=1e-5)
+    np.testing.assert_allclose(tta.predict([picture])[0].probabilities, softmax(mean_logits[None])[0], atol=1e-5)
 
 
 def test_the_contract_temperature_calibrates_the_probabilities_and_keeps_the_top_class(tmp_path):

@@ -29,6 +29,12 @@ def test_shipped_model_is_small_and_its_contract_is_complete(shipped):
     assert "Research use only" in contract.intended_use
 
 
+def test_shipped_model_weights_match_their_checksum_and_it_is_calibrated(shipped):
+    assert shipped.integrity == "verified"
+    assert shipped.contract.metrics["calibration"]["temperature"] == shipped.temperature
+    assert 0.2 < shipped.temperature < 5.0
+
+
 def test_demo_samples_are_screened_with_their_folder_class(tmp_path):
     """A smoke test of the whole path, not an accuracy claim: the samples were training images."""
     out = tmp_path / "demo"

@@ -90,10 +90,17 @@ class OnnxScorer:
         self._weight: np.ndarray | None = None
 
     def run(self, pictures: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        logits, features, weight = self.session.run(
-            [LOGITS, FEATURES, CAM_WEIGHT], {self.input: normalize(pictures, self.contract)}
-        )
+        """Logits and features as the application gets them: with the contract's test-time
+        augmentation (``hflip``: the logits of the picture and its mirror averaged, as the engine does)."""
+        tensor = normalize(pictures, self.contract)
+        mirrored = "hflip" in self.contract.test_time_augmentation
+        if mirrored:
+            tensor = np.concatenate([tensor, tensor[..., ::-1]])
+        logits, features, weight = self.session.run([LOGITS, FEATURES, CAM_WEIGHT], {self.input: tensor})
         self._weight = weight
+        if mirrored:
+            count = len(pictures)
+            logits, features = (logits[:count] + logits[count:]) / 2, features[:count]
         return logits, features
 
     @property

@@ -128,3 +128,21 @@ def test_the_export_records_a_weights_checksum_that_the_engine_verifies(exported
     onnx.save(altered, str(path))
     with pytest.raises(ModelError, match="do not match the checksum"):
         Classifier(path, device="cpu")
+
+
+def test_evaluating_an_onnx_file_applies_its_test_time_augmentation_as_the_engine_does(
+        exported, contract, real_pictures, tmp_path):
+    from brainscan.engine.inference import Classifier
+    from trainer.evaluate import OnnxScorer
+
+    mirrored = tmp_path / "hflip.onnx"
+    shutil.copy(exported, mirrored)
+    write_contract(mirrored, contract.with_updates(test_time_augmentation=("hflip",)))
+    pictures = np.stack(real_pictures[:3])
+    plain_logits, _ = OnnxScorer(exported).run(pictures)
+    flipped_logits, _ = OnnxScorer(exported).run(np.ascontiguousarray(pictures[:, :, ::-1]))
+    tta_logits, features = OnnxScorer(mirrored).run(pictures)
+    np.testing.assert_allclose(tta_logits, (plain_logits + flipped_logits) / 2, atol=1e-4)
+    assert features.shape[0] == 3
+    engine = Classifier(mirrored, device="cpu").predict(list(pictures))
+    np.testing.assert_allclose(np.stack([p.logits for p in engine]), tta_logits, atol=1e-4)

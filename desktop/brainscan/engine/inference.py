@@ -203,12 +203,12 @@ class Classifier:
         count = len(pictures)
         t = self.temperature
         if "hflip" in self.contract.test_time_augmentation:
+            # the logits of the picture and its mirror are averaged (as the trainer's evaluation does)
             logits, features = self.run_tensor(np.concatenate([tensor, tensor[..., ::-1]]))
-            probabilities = (softmax(logits[:count] / t) + softmax(logits[count:] / t)) / 2
             logits, features = (logits[:count] + logits[count:]) / 2, features[:count]
         else:
             logits, features = self.run_tensor(tensor)
-            probabilities = softmax(logits / t)
+        probabilities = softmax(logits / t)
         return [Prediction(probabilities[i], logits[i], features[i]) for i in range(count)]
 
     def model_card(self) -> dict[str, object]:
