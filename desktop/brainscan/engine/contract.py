@@ -27,9 +27,9 @@ TEST_TIME_AUGMENTATIONS = ("hflip",)
 # so every source is brought to the same kind of picture first (see brainscan.engine.loading).
 PICTURE_RULE = (
     "8-bit RGB, grey sources replicated to 3 channels. Raster images: 8-bit as stored; 16-bit "
-    "scaled linearly from the 0.5th to the 99.5th percentile; alpha composited on black. DICOM: "
+    "scaled linearly from the minimum to the maximum; alpha composited on black. DICOM: "
     "modality LUT (rescale slope/intercept), then the VOI window from the tags when sane, else "
-    "the 0.5th-99.5th percentiles, MONOCHROME1 inverted, linear to 0-255; RGB kept."
+    "the full range (minimum to maximum), MONOCHROME1 inverted, linear to 0-255; RGB kept."
 )
 
 # Names of the graph's outputs: the class scores, and what makes Grad-CAM exact without torch.

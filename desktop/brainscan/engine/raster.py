@@ -243,8 +243,8 @@ def _png_has_iend(data: bytes) -> bool:
 def decode_raster(path: str | Path) -> RasterImage:
     """Decode a JPEG, PNG, BMP or TIFF file into the 8-bit RGB picture (PICTURE_RULE).
 
-    8-bit images are kept as stored; other depths are scaled linearly from their 0.5th to 99.5th
-    percentile; alpha is composited on black; grey is replicated to three channels.
+    8-bit images are kept as stored; other depths are scaled linearly from their minimum to their
+    maximum (as the 8-bit training pictures were exported); alpha is composited on black; grey is replicated to three channels.
 
     Raises
     ------

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from brainscan.engine.dicom_pixels import apply_window, grey_to_rgb, otsu_threshold, percentile_window
+from brainscan.engine.dicom_pixels import (
+    DISPLAY_PERCENTILES,
+    apply_window,
+    grey_to_rgb,
+    otsu_threshold,
+    percentile_window,
+)
 from brainscan.engine.loading import Frame
 
 # How many screen pixels of drag sweep the frame's robust value range once.
@@ -148,7 +154,7 @@ def window_presets(frame: Frame) -> list[WindowPreset]:
                 "Window Center / Width stored in the file (judged sane for this data)",
             )
         )
-    auto = percentile_window(values)
+    auto = percentile_window(values, DISPLAY_PERCENTILES)
     presets.append(
         WindowPreset("Auto (0.5–99.5 %)", WindowLevel(auto.center, auto.width, "auto"), "the 0.5th to 99.5th percentile")
     )
