@@ -64,6 +64,8 @@ class ReportRunner(QObject):
                 total, done, last = len(run.todo), 0, 0.0
                 try:
                     for _ in run.results():
+                        if worker.abort_requested:  # checked every frame: progress is only sent now and then
+                            return
                         done += 1
                         now = time.perf_counter()
                         if now - last >= PROGRESS_EVERY_S or done == total:
