@@ -234,6 +234,17 @@ def _suspicion(entry: ImageEntry) -> float:
 
 
 # -- text shared by both writers -------------------------------------------------------------------
+def series_text(item: Mapping[str, Any]) -> tuple[str, str]:
+    """A series summary's labels ("glioma 12, notumor 4") and its most suspicious slice, as text."""
+    where = ""
+    if item.get("most_suspicious_path"):
+        index = item.get("most_suspicious_index")
+        where = (f"slice {index + 1 if index is not None else '?'} of {item['slices']}: "
+                 f"{item['most_suspicious_path']} ({item.get('most_suspicious_label')})")
+    labels = ", ".join(f"{k} {v}" for k, v in sorted(item["labels"].items()))
+    return labels, where
+
+
 def fmt(value: float, digits: int = 3) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 

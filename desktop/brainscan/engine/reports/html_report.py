@@ -17,6 +17,7 @@ from brainscan.engine.reports.content import (
     fmt,
     model_facts,
     provenance_facts,
+    series_text,
     validation_facts,
 )
 from brainscan.engine.reports.thumbnails import colour_bar, png_bytes
@@ -97,12 +98,7 @@ def render_html(content: ReportContent) -> str:
         out.append("<h2>Series</h2>")
         rows = [["series", "slices", "classified", "errors", "labels", "most suspicious slice", "tumour probability"]]
         for item in content.series:
-            where = ""
-            if item.get("most_suspicious_path"):
-                index = item.get("most_suspicious_index")
-                where = (f"slice {index + 1 if index is not None else '?'} of {item['slices']}: "
-                         f"{item['most_suspicious_path']} ({item.get('most_suspicious_label')})")
-            labels = ", ".join(f"{k} {v}" for k, v in sorted(item["labels"].items()))
+            labels, where = series_text(item)
             rows.append([item["series_uid"], str(item["slices"]), str(item["ok"]), str(item["errors"]), labels,
                          where, fmt(item.get("max_tumour_probability") or float("nan"))])
         out.append(_grid(rows))

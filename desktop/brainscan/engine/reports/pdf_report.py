@@ -17,6 +17,7 @@ from brainscan.engine.reports.content import (
     fmt,
     model_facts,
     provenance_facts,
+    series_text,
     validation_facts,
 )
 from brainscan.engine.reports.thumbnails import colour_bar, png_bytes
@@ -144,12 +145,7 @@ def build_story(content: ReportContent, width: float) -> list:
         story.append(Paragraph("Series", s["h2"]))
         rows = [["series", "slices", "classified", "errors", "labels", "most suspicious slice", "tumour p"]]
         for item in content.series:
-            where = ""
-            if item.get("most_suspicious_path"):
-                index = item.get("most_suspicious_index")
-                where = (f"slice {index + 1 if index is not None else '?'} of {item['slices']}: "
-                         f"{item['most_suspicious_path']} ({item.get('most_suspicious_label')})")
-            labels = ", ".join(f"{k} {v}" for k, v in sorted(item["labels"].items()))
+            labels, where = series_text(item)
             rows.append([Paragraph(escape(item["series_uid"]), s["small"]), str(item["slices"]), str(item["ok"]),
                          str(item["errors"]), Paragraph(escape(labels), s["small"]), Paragraph(escape(where), s["small"]),
                          fmt(item.get("max_tumour_probability") or float("nan"))])
