@@ -41,6 +41,12 @@ def main() -> None:
     config = FitConfig(**{k: v for k, v in saved.items() if k in FitConfig.__dataclass_fields__})
     data = prepare_data(config, lambda *_: None)
     classifier = Classifier(args.model or default_model_path(), device="cpu")
+    refit_of = (classifier.contract.metrics.get("refit") or {}).get("of")
+    if refit_of == args.run.name:
+        raise SystemExit(
+            f"{classifier.model_path} is the refit of {args.run} on every picture, its validation ones included; "
+            f"pass --model with the validated run's export (python -m trainer export {args.run} --out FILE)"
+        )
     indices, labels = data.val, data.labels[data.val]
 
     def accuracy(make) -> float:

@@ -225,6 +225,11 @@ def _quantize(args: argparse.Namespace) -> int:
             print(f"exported {fp32}: {json.dumps(export_run(target, fp32))}")
     int8 = args.out or out_dir / "model-int8.onnx"
     config = FitConfig.from_dict({**config.as_dict(), "threads": args.threads})
+    if config.val_fraction == 0.0:
+        raise TrainerError(
+            f"run {config.name} is a refit on every picture: no held-out pictures remain to judge INT8 on; "
+            f"quantize its validated twin ({config.refit_of}) to see what INT8 costs this recipe"
+        )
     selection = select_data(config, "validation", None)
     data = selection.data
     rng = np.random.default_rng(config.seed)

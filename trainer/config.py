@@ -65,7 +65,12 @@ class FitConfig:
     std: tuple[float, float, float] | None = None
     seed: int = 0
     limit: int | None = None  # use only this many pictures (class-balanced), for smoke runs
+    # Share of the pictures held out (by near-duplicate group) for validation. 0: a refit on every
+    # picture, no validation and no early stopping (the last epoch is kept); give ``refit_of``.
     val_fraction: float = 0.15
+    # A refit's validated twin: the run folder of a fit with the same recipe and a held-out split,
+    # whose validation metrics and temperature the refit's contract carries (labelled as such).
+    refit_of: str | None = None
     dedup_threshold: int = DEFAULT_THRESHOLD
     batch_size: int = 32
     eval_batch_size: int = 64
@@ -125,8 +130,10 @@ class FitConfig:
             problems.append(f"amp {self.amp!r} is not one of {', '.join(AMP_MODES)}")
         if self.monitor not in MONITORS:
             problems.append(f"monitor {self.monitor!r} is not one of {', '.join(MONITORS)}")
-        if not 0.0 < self.val_fraction < 1.0:
-            problems.append(f"val_fraction must lie between 0 and 1, not {self.val_fraction}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            problems.append(f"val_fraction must lie in [0, 1), not {self.val_fraction}")
+        if self.refit_of and self.val_fraction != 0.0:
+            problems.append("refit_of is for a refit on every picture: set val_fraction to 0 too")
         if self.batch_size < 2:
             problems.append(f"batch_size must be at least 2 (batch norm), not {self.batch_size}")
         if self.head_epochs < 0 or self.finetune_epochs < 0:
@@ -300,6 +307,9 @@ FLAG_HELP = {
     "head_epochs": "stage 1: epochs of the linear head on frozen features (0 skips it)",
     "finetune_epochs": "stage 2: epochs (may be fractional) of fine-tuning finetune_modules",
     "finetune_modules": "modules fine-tuned in stage 2 with the head ('*' for all)",
+    "val_fraction": "share held out for validation, by near-duplicate group (0: refit on every picture)",
+    "refit_of": "with --val-fraction 0: the validated run of the same recipe whose metrics and temperature "
+                "the refit carries",
     "patience": "stop stage 2 after this many epochs without improvement (0: never)",
     "device": "auto (CUDA when available), cpu, cuda or mps",
     "amp": "bf16 autocast: auto (on CUDA only), bf16, off",

@@ -142,6 +142,12 @@ def select_data(config: FitConfig, split: str, data_roots: list[str] | None, log
         return Selection(data, data.val, split, f"the Testing split of the data roots ({len(data.val)} pictures)")
     if split not in SPLITS:
         raise TrainerError(f"split {split!r} is not one of {', '.join(SPLITS)}")
+    if split == "validation" and config.val_fraction == 0.0:
+        raise TrainerError(
+            f"run {config.name} is a refit on every picture (val_fraction 0): it has no validation split. Its "
+            f"contract carries the validation of {config.refit_of or 'its validated twin'}; score it on pictures it "
+            "never saw instead (--split test on a Testing folder, or --data on an external set)"
+        )
     data = prepare_data(config, log)
     indices = {"validation": data.val, "train": data.train, "all": np.arange(len(data.paths))}[split]
     text = split_description(data, config) if split == "validation" else f"the {split} pictures ({len(indices)})"

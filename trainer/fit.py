@@ -12,6 +12,9 @@
    kept, training stops early after ``patience`` epochs without improvement, and the whole state
    (weights, optimiser, schedule, random streams, history) is saved to ``last.pt`` so an
    interrupted fit resumes where it stopped (``python -m trainer fit --resume runs/<name>``).
+   A refit (``val_fraction`` 0, ``refit_of`` a validated run of the same recipe) trains on every
+   picture and keeps the last epoch; its contract carries the validated run's metrics, marked
+   (:mod:`trainer.refit`).
 5. The best weights are scored on validation, a temperature is fitted there (calibration), and
    the checkpoint, the resolved config, the history and the model contract (metrics and
    provenance) are saved under ``runs/<name>/``.
@@ -46,6 +49,7 @@ from trainer.device import Runtime, machine_info
 from trainer.errors import TrainerError
 from trainer.metrics import classification_report, roc_auc_per_class
 from trainer.model import create_model
+from trainer.refit import ValidatedTwin, carried_metrics, check_same_data, load_twin
 from trainer.weights import OFFLINE_ARCHITECTURES
 
 __all__ = ["FitConfig", "load_checkpoint", "run_fit"]
@@ -117,7 +121,11 @@ def prepare_data(
     if len(paths) == 0:
         raise TrainerError(f"none of the {len(samples)} files under {', '.join(map(str, listing.roots))} could be decoded")
     groups = group_near_duplicates([phash(p) for p in decoded.pictures], config.dedup_threshold)
-    if split:
+    if split and config.val_fraction == 0.0:
+        train, val = np.arange(len(paths)), np.array([], dtype=np.int64)
+        log(f"{len(paths)} pictures, {groups.max() + 1} near-duplicate groups; a refit: all of them train, "
+            "none validate" + (f"; {len(decoded.problems)} unreadable file(s) skipped" if decoded.problems else ""))
+    elif split:
         train, val = grouped_split(groups, labels, config.val_fraction, config.seed)
         log(
             f"{len(paths)} pictures, {groups.max() + 1} near-duplicate groups; "
@@ -450,6 +458,7 @@ def run_fit(
         raise TrainerError(
             f"{run_dir} already holds a run; choose another --name, --resume an interrupted one, or --overwrite"
         )
+    twin: ValidatedTwin | None = load_twin(config) if config.val_fraction == 0.0 else None
     run_dir.mkdir(parents=True, exist_ok=True)
 
     def _log(message: str) -> None:
@@ -480,6 +489,9 @@ def run_fit(
             f"{run_dir}: the data changed since the interrupted fit (fingerprint {data.fingerprint} "
             f"!= {saved['fingerprint']}); start a new run instead of resuming"
         )
+    if twin is not None:
+        check_same_data(twin, data.fingerprint)
+        log(f"a refit of {twin.run_dir} on all {len(data.train)} pictures; its validation metrics are carried")
     if data.skipped:
         (run_dir / SKIPPED).write_text(json.dumps([{"path": p, "why": w} for p, w in data.skipped], indent=2) + "\n")
 
@@ -630,6 +642,8 @@ def run_fit(
             },
             "calibration": calibration,
         }
+    elif twin is not None:
+        metrics = carried_metrics(twin, len(data.paths))
     if stage1:
         metrics["stage1_validation"] = stage1
     model = model.to("cpu", memory_format=torch.contiguous_format).eval()
@@ -659,6 +673,7 @@ def run_fit(
                 "epochs_run": len(history),
                 "epochs_planned": epochs,
                 "best_epoch": best["epoch"] if best else None,
+                "kept_epoch": best["epoch"] if best else len(history),
                 "stopped_early": stopped_early,
                 "resumed": bool(saved),
             },
