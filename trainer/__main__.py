@@ -55,6 +55,11 @@ def _export_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--check-images", type=int, default=16, help="real pictures to compare onnxruntime with torch on")
     p.add_argument("--data", nargs="+", default=None, help="pictures for the check (default: the run's data)")
+    p.add_argument("--views-in-graph", nargs="+", default=[], choices=("hflip",),
+                   help="views the graph averages itself (hflip: the picture and its mirror)")
+    p.add_argument("--metrics", type=Path, default=None,
+                   help="metrics.json of `evaluate --onnx` on a graph with the same views (validation split): "
+                        "the contract carries those scores and that temperature instead of the single-view ones")
 
 
 def _evaluate_parser(sub: argparse._SubParsersAction) -> None:
@@ -132,11 +137,30 @@ def check_pictures(config: FitConfig, count: int, seed: int = 0, data: Sequence[
     return pictures
 
 
-def export_run(run: Path, out: Path, *, opset: int = 17, check_images: int = 16, data: Sequence[str] | None = None) -> dict:
-    """Export a run's checkpoint and check the file; returns the check's numbers."""
+def export_run(
+    run: Path, out: Path, *, opset: int = 17, check_images: int = 16, data: Sequence[str] | None = None,
+    views_in_graph: Sequence[str] = (), metrics: Path | None = None,
+) -> dict:
+    """Export a run's checkpoint and check the file; returns the check's numbers.
+
+    ``views_in_graph`` builds test-time views into the graph; ``metrics`` (an ``evaluate``
+    metrics.json of such a graph) replaces the contract's single-view metrics and temperature.
+    """
     from trainer.export import check_export, export_onnx
+    from trainer.graph_metrics import metrics_for_graph, read_metrics
 
     model, contract, config = load_checkpoint(run)
+    contract = contract.with_updates(views_in_graph=tuple(views_in_graph))
+    if metrics is not None:
+        contract = contract.with_updates(metrics=metrics_for_graph(contract, read_metrics(metrics), str(metrics)))
+    elif views_in_graph:
+        validation = dict(contract.metrics.get("validation") or {})
+        if validation:
+            validation["views"] = (
+                "these scores and the temperature are of single pictures; this graph averages "
+                f"{', '.join(views_in_graph)} (score it with evaluate --onnx and export again with --metrics)"
+            )
+            contract = contract.with_updates(metrics={**contract.metrics, "validation": validation})
     export_onnx(model, contract, out, opset=opset)
     pictures = check_pictures(config, check_images, config.seed, data)
     result = check_export(out, model, pictures).as_dict()
@@ -332,7 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "evaluate":
             return _evaluate(args)
         if args.command == "export":
-            result = export_run(args.run, args.out, opset=args.opset, check_images=args.check_images, data=args.data)
+            result = export_run(args.run, args.out, opset=args.opset, check_images=args.check_images, data=args.data,
+                                views_in_graph=args.views_in_graph, metrics=args.metrics)
             print(f"exported {args.out}: {json.dumps(result)}")
             return 0
         if args.command == "quantize":

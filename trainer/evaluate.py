@@ -320,6 +320,10 @@ def evaluate(
 
     metrics = {
         "model": scorer.name,
+        "run": run_dir.name if run_dir is not None else f"{contract.name} {contract.version}",
+        "views_in_graph": list(contract.views_in_graph),
+        "test_time_augmentation": list(contract.test_time_augmentation),
+        "data_fingerprint": prepared.fingerprint,
         "contract": {"name": contract.name, "version": contract.version, "architecture": contract.architecture},
         "split": selection.split,
         "split_description": selection.description,

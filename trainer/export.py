@@ -44,11 +44,12 @@ def export_onnx(model: nn.Module, contract: ModelContract, path: str | Path, *, 
     """Write ``model`` to ``path`` as ONNX with ``contract`` in its metadata.
 
     The model is copied in eval mode with its 'SAME' padding fixed for ``contract.input_size``,
-    so only the batch axis is dynamic.
+    so only the batch axis is dynamic. The contract's ``views_in_graph`` (``hflip``) are built
+    into the graph (:class:`~trainer.model.ExportWrapper`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    wrapper = ExportWrapper(with_fixed_padding(model, tuple(contract.input_size))).eval()
+    wrapper = ExportWrapper(with_fixed_padding(model, tuple(contract.input_size)), contract.views_in_graph).eval()
     example = torch.zeros(2, 3, *contract.input_size)
     batch = {0: "batch"}
     with warnings.catch_warnings():
@@ -161,13 +162,14 @@ def check_export(
     inputs, outputs = session_specs(session)
     check_graph(contract, inputs, outputs, source=str(path))
     model = model.eval()
+    reference = ExportWrapper(model, contract.views_in_graph).eval()
     logit_diff = prob_diff = feature_diff = weight_diff = 0.0
     agree = 0
     for start in range(0, len(pictures), batch_size):
         tensor = to_model_input(list(pictures[start : start + batch_size]), contract)
         logits, features, weight = session.run(list(OUTPUTS), {INPUT: tensor})
         with torch.no_grad():
-            ref_features = model.forward_features(torch.from_numpy(tensor))
+            ref_features = reference.forward_views(torch.from_numpy(tensor))
             ref_logits = model.forward_head(ref_features).numpy()
         ref_weight = model.get_classifier().weight.detach().numpy()
         logit_diff = max(logit_diff, float(np.abs(logits - ref_logits).max()))

@@ -125,15 +125,32 @@ def classifier_of(model: nn.Module) -> nn.Linear:
 
 
 class ExportWrapper(nn.Module):
-    """Forward returns ``(logits, features, cam_weight)`` for the ONNX export."""
+    """Forward returns ``(logits, features, cam_weight)`` for the ONNX export.
 
-    def __init__(self, model: nn.Module) -> None:
+    With ``views=("hflip",)`` the picture and its mirror run as one batch; the mirror's feature
+    maps are mirrored back and the two are averaged before the head. The head is global average
+    pooling and a linear layer, so the logits are exactly the mean of the two views' logits, and
+    the CAM of the averaged maps explains that averaged decision.
+    """
+
+    def __init__(self, model: nn.Module, views: tuple[str, ...] = ()) -> None:
         super().__init__()
+        unknown = set(views) - {"hflip"}
+        if unknown:
+            raise ValueError(f"unknown views {sorted(unknown)}; known: hflip")
         self.model = model
+        self.mirrored = "hflip" in views
         classifier_of(model)
 
+    def forward_views(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.mirrored:
+            return self.model.forward_features(x)
+        both = self.model.forward_features(torch.cat([x, torch.flip(x, dims=[3])]))
+        plain, mirror = both[: x.shape[0]], both[x.shape[0] :]
+        return (plain + torch.flip(mirror, dims=[3])) * 0.5
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        features = self.model.forward_features(x)
+        features = self.forward_views(x)
         logits = self.model.forward_head(features)
         # An identity op so the weight is a computed output, not a bare initializer.
         cam_weight = classifier_of(self.model).weight * 1.0

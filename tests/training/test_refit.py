@@ -83,3 +83,26 @@ def test_a_refit_has_no_validation_split_to_evaluate_or_quantize_on(tiny_root, t
         select_data(config, "validation", None)
     assert main(["quantize", str(run_dir)]) == 1
     assert "quantize its validated twin" in capsys.readouterr().err
+
+
+def test_a_refit_exported_with_mirrored_views_carries_its_twins_scores_of_that_graph(tiny_root, tmp_path, twin):
+    refit = run_fit(_refit_config(tiny_root, tmp_path, twin))
+    twin_graph, report = tmp_path / "twin-hflip.onnx", tmp_path / "report"
+    assert main(["export", str(twin), "--out", str(twin_graph), "--views-in-graph", "hflip", "--check-images", "4"]) == 0
+    assert main(["evaluate", str(twin), "--onnx", str(twin_graph), "--out", str(report), "--gallery", "2",
+                 "--examples", "1"]) == 0
+    scored = json.loads((report / "metrics.json").read_text())
+    assert scored["views_in_graph"] == ["hflip"] and scored["split"] == "validation"
+    shipped = tmp_path / "refit-hflip.onnx"
+    assert main(["export", str(refit), "--out", str(shipped), "--views-in-graph", "hflip",
+                 "--metrics", str(report / "metrics.json"), "--check-images", "4"]) == 0
+    from trainer.export import open_session, read_contract
+
+    contract = read_contract(open_session(shipped))
+    assert contract.views_in_graph == ("hflip",)
+    assert contract.metrics["validation"]["accuracy"] == scored["accuracy"]
+    assert contract.metrics["calibration"]["temperature"] == scored["calibration"]["temperature"]
+    assert "refit" in contract.metrics["validation"]["scope"] and contract.metrics["refit"]["of"] == "twin"
+    # single-view scores of a refit's own graph cannot stand in for the mirrored graph's
+    assert main(["export", str(refit), "--out", str(tmp_path / "x.onnx"), "--metrics", str(report / "metrics.json"),
+                 "--check-images", "4"]) == 1

@@ -32,6 +32,8 @@ PICTURE_RULE = (
     "the full range (minimum to maximum), MONOCHROME1 inverted, linear to 0-255; RGB kept."
 )
 
+TUPLE_FIELDS = ("classes", "input_size", "mean", "std", "test_time_augmentation", "views_in_graph")
+
 # Names of the graph's outputs: the class scores, and what makes Grad-CAM exact without torch.
 LOGITS = "logits"
 FEATURES = "features"  # last feature maps before global average pooling, N x C x h x w
@@ -61,7 +63,11 @@ class ModelContract:
     picture:
         The rule that turns any source into the 8-bit picture (:data:`PICTURE_RULE`).
     test_time_augmentation:
-        Views averaged at inference (``"hflip"``: the mirrored picture too).
+        Views the engine averages at inference (``"hflip"``: the mirrored picture too).
+    views_in_graph:
+        Views the graph itself averages (``"hflip"``): its ``logits`` are the mean of the views'
+        and its ``features`` the mean of their maps (mirrored ones mirrored back), so Grad-CAM
+        explains the averaged decision; the engine adds nothing.
     training, metrics:
         Provenance (command, config, data fingerprint, seed, machine, time) and measured metrics.
     intended_use:
@@ -80,6 +86,7 @@ class ModelContract:
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     picture: str = PICTURE_RULE
     test_time_augmentation: tuple[str, ...] = ()
+    views_in_graph: tuple[str, ...] = ()
     training: Mapping[str, Any] = field(default_factory=dict)
     metrics: Mapping[str, Any] = field(default_factory=dict)
     intended_use: str = (
@@ -108,6 +115,12 @@ class ModelContract:
         unknown_tta = set(self.test_time_augmentation) - set(TEST_TIME_AUGMENTATIONS)
         if unknown_tta:
             problems.append(f"unknown test-time augmentation {sorted(unknown_tta)}")
+        unknown_views = set(self.views_in_graph) - set(TEST_TIME_AUGMENTATIONS)
+        if unknown_views:
+            problems.append(f"unknown views in the graph {sorted(unknown_views)}")
+        twice = set(self.views_in_graph) & set(self.test_time_augmentation)
+        if twice:
+            problems.append(f"{sorted(twice)} is averaged inside the graph already; the engine must not add it")
         if self.format > CONTRACT_FORMAT:
             problems.append(
                 f"contract format {self.format} is newer than this brainscan understands ({CONTRACT_FORMAT}): "
@@ -133,7 +146,7 @@ class ModelContract:
         if missing:
             raise ModelError(f"{source}: the model contract lacks {', '.join(missing)}")
         kwargs = {k: v for k, v in raw.items() if k in known}
-        for key in ("classes", "input_size", "mean", "std", "test_time_augmentation"):
+        for key in TUPLE_FIELDS:
             if key in kwargs:
                 kwargs[key] = tuple(kwargs[key])
         try:
@@ -156,7 +169,7 @@ class ModelContract:
     def with_updates(self, **changes: Any) -> ModelContract:
         values = asdict(self)
         values.update(changes)
-        for key in ("classes", "input_size", "mean", "std", "test_time_augmentation"):
+        for key in TUPLE_FIELDS:
             values[key] = tuple(values[key])
         return ModelContract(**values)
 

@@ -222,6 +222,7 @@ class Classifier:
             "architecture": c.architecture,
             "input_size": list(c.input_size),
             "test_time_augmentation": list(c.test_time_augmentation),
+            "views_in_graph": list(c.views_in_graph),
             "calibration_temperature": self.temperature,
             "file": str(self.model_path),
             "sha256": self.sha256,

@@ -259,13 +259,20 @@ def model_facts(run: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("Task", str(card.get("task", ""))),
         ("Classes", ", ".join(card.get("classes", []))),
         ("Input size", " x ".join(str(v) for v in card.get("input_size", []))),
-        ("Test-time augmentation", ", ".join(card.get("test_time_augmentation", [])) or "none"),
+        ("Test-time augmentation", test_time_views(card)),
         ("Intended use", str(card.get("intended_use", ""))),
     ]
     training = card.get("training") or {}
     if training.get("data_fingerprint"):
         facts.append(("Training data fingerprint", str(training["data_fingerprint"])))
     return facts
+
+
+def test_time_views(card: Mapping[str, Any]) -> str:
+    """The views averaged per picture, and whether the graph or the engine averages them."""
+    parts = [f"{v} (inside the model)" for v in card.get("views_in_graph", [])]
+    parts += [f"{v} (by brainscan)" for v in card.get("test_time_augmentation", [])]
+    return ", ".join(parts) or "none"
 
 
 def validation_facts(run: Mapping[str, Any]) -> tuple[list[tuple[str, str]], list[list[str]]]:
