@@ -8,7 +8,11 @@ Grad-CAM of the predicted class at picture size, its peak, each CSV row flushed,
 the end). The two are interleaved (A B A B ...) and the ratio of medians is
 reported, because this machine is noisy.
 
-    .venv/bin/python bench/screening_throughput.py [--images 400] [--rounds 3] [--model FILE]
+    .venv/bin/python bench/screening_throughput.py [--images 400] [--rounds 3] [--model FILE] [--single-view FILE]
+
+``--single-view FILE``: the same network exported without views in its graph (``python -m
+trainer export RUN --out FILE``); its screening is timed in the same rounds, so the cost of a
+model that averages the picture and its mirror inside its graph comes out as a ratio too.
 
 Also measures peak memory (RSS) while screening a long list of files (``--memory-images``),
 sampling every 500 frames to show whether it stays flat.
@@ -103,19 +107,28 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--model", type=Path, default=default_model_path())
     parser.add_argument("--memory-images", type=int, default=0, help="also screen this many files and sample RSS")
+    parser.add_argument("--single-view", type=Path, default=None,
+                        help="the same network without views in its graph, screened in the same rounds")
     args = parser.parse_args()
     files = _files(args.images)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.platform()}")
     print(f"onnxruntime {ort.__version__}, model {args.model.name}, {len(files)} Kaggle JPGs, batch {args.batch_size}")
-    bare, cam = [], []
+    bare, cam, single = [], [], []
     screening(files[:32], args.model, args.batch_size, "gradcam")  # warm the file cache and the session code
     for _ in range(args.rounds):
         bare.append(bare_loop(files, args.model, args.batch_size))
         cam.append(screening(files, args.model, args.batch_size, "gradcam"))
+        if args.single_view:
+            single.append(screening(files, args.single_view, args.batch_size, "gradcam"))
     b, c = statistics.median(bare), statistics.median(cam)
     print(f"bare onnxruntime loop : {b:7.1f} images/s  (rounds: {', '.join(f'{x:.1f}' for x in bare)})")
     print(f"screen with Grad-CAM  : {c:7.1f} images/s  (rounds: {', '.join(f'{x:.1f}' for x in cam)})")
     print(f"ratio screen/bare     : {c / b:.2f}")
+    if single:
+        s = statistics.median(single)
+        print(f"screen, single view   : {s:7.1f} images/s  (rounds: {', '.join(f'{x:.1f}' for x in single)}; "
+              f"{args.single_view.name})")
+        print(f"ratio {args.model.name} / single view, screening: {c / s:.2f}")
     if args.memory_images:
         samples = memory_profile(args.memory_images, args.model, args.batch_size)
         print("RSS while screening   : " + ", ".join(f"{n}: {m:.0f} MiB" for n, m in samples))
