@@ -27,6 +27,7 @@ from trainer.data import DEFAULT_DATA, TASK_CLASSES, list_samples, read_picture
 from trainer.dedup import DEFAULT_THRESHOLD
 from trainer.errors import TrainerError
 from trainer.fit import FitInterrupted, load_checkpoint, run_fit
+from trainer.refit import refuse_refit_on_held_out
 
 DEFAULT_SHIP_INT8 = Path("resources/models/brainscan-4class-lite0-int8.onnx")
 
@@ -240,7 +241,9 @@ def _quantize(args: argparse.Namespace) -> int:
         out_dir = target / "quantize"
         if args.onnx:
             fp32 = args.onnx
-            theirs = read_contract(open_session(fp32), source=str(fp32)).training.get("data_fingerprint")
+            given = read_contract(open_session(fp32), source=str(fp32))
+            refuse_refit_on_held_out(given.metrics, str(fp32))
+            theirs = given.training.get("data_fingerprint")
             if theirs != contract.training.get("data_fingerprint"):
                 raise TrainerError(f"{fp32} was not trained on this run's data; export the run instead (omit --onnx)")
         else:

@@ -37,6 +37,7 @@ from trainer.device import Runtime, machine_info
 from trainer.errors import TrainerError
 from trainer.fit import HISTORY, Prepared, load_checkpoint, prepare_data, split_description, update_contract
 from trainer.metrics import classification_report, roc_auc_per_class
+from trainer.refit import refuse_refit_on_held_out
 
 SPLITS = ("validation", "train", "test", "all")
 GALLERY_TILE = 160
@@ -221,6 +222,8 @@ def evaluate(
                                                                         else f"report-{'external' if data else split}")
     out_dir.mkdir(parents=True, exist_ok=True)
 
+    if onnx is not None and split == "validation" and not data:
+        refuse_refit_on_held_out(contract.metrics, str(onnx))
     selection = select_data(config, split, data, log)
     prepared, indices = selection.data, selection.indices
     warnings = []

@@ -128,3 +128,14 @@ def carried_metrics(twin: ValidatedTwin, images: int) -> dict[str, Any]:
         "note": "recipe validated with a held-out split, then refit on every picture for the same epochs",
     }
     return carried
+
+
+def refuse_refit_on_held_out(contract_metrics: dict[str, Any] | Any, source: str) -> None:
+    """A refit trained on its twin's held-out pictures: scoring it there would be leakage."""
+    refit = (contract_metrics or {}).get("refit") if hasattr(contract_metrics, "get") else None
+    if refit:
+        raise TrainerError(
+            f"{source} is a refit on every picture ({refit.get('images')} of them, those of {refit.get('of')}'s "
+            "validation split included): scoring it on a validation split would count trained-on pictures. "
+            "Score the validated run's own export instead"
+        )

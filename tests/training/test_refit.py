@@ -106,3 +106,12 @@ def test_a_refit_exported_with_mirrored_views_carries_its_twins_scores_of_that_g
     # single-view scores of a refit's own graph cannot stand in for the mirrored graph's
     assert main(["export", str(refit), "--out", str(tmp_path / "x.onnx"), "--metrics", str(report / "metrics.json"),
                  "--check-images", "4"]) == 1
+
+
+def test_a_refits_export_is_not_scored_on_its_twins_validation_split(tiny_root, tmp_path, twin, capsys):
+    refit = run_fit(_refit_config(tiny_root, tmp_path, twin))
+    graph = tmp_path / "refit.onnx"
+    assert main(["export", str(refit), "--out", str(graph), "--check-images", "4"]) == 0
+    assert main(["evaluate", str(twin), "--onnx", str(graph), "--out", str(tmp_path / "r")]) == 1
+    assert main(["quantize", str(twin), "--onnx", str(graph)]) == 1
+    assert capsys.readouterr().err.count("is a refit on every picture") == 2
