@@ -515,3 +515,14 @@ def test_patient_orientation_follows_the_dominant_axes():
     sagittal.ImageOrientationPatient = [0, 0.96, -0.2, 0, 0.1, -0.99]
     assert patient_orientation(sagittal) == ("P", "F")
     assert patient_orientation(pydicom.Dataset()) is None
+
+
+def test_the_model_facts_say_where_the_test_time_views_are_averaged():
+    from brainscan.engine.reports.content import model_facts
+
+    def views(card):
+        return dict(model_facts({"model": card}))["Test-time augmentation"]
+
+    assert views({"views_in_graph": ["hflip"], "test_time_augmentation": []}) == "hflip (inside the model)"
+    assert views({"test_time_augmentation": ["hflip"]}) == "hflip (by brainscan)"
+    assert views({}) == "none"
