@@ -17,6 +17,7 @@ from timm.layers.conv2d_same import Conv2dSame
 from timm.layers.padding import pad_same_arg
 from torch import nn
 
+from brainscan.engine.contract import TEST_TIME_AUGMENTATIONS
 from trainer.errors import TrainerError, WeightsError
 from trainer.weights import OFFLINE_ARCHITECTURES, WEIGHT_SOURCES, load_offline_imagenet
 
@@ -135,9 +136,9 @@ class ExportWrapper(nn.Module):
 
     def __init__(self, model: nn.Module, views: tuple[str, ...] = ()) -> None:
         super().__init__()
-        unknown = set(views) - {"hflip"}
+        unknown = set(views) - set(TEST_TIME_AUGMENTATIONS)
         if unknown:
-            raise ValueError(f"unknown views {sorted(unknown)}; known: hflip")
+            raise ValueError(f"unknown views {sorted(unknown)}; known: {', '.join(TEST_TIME_AUGMENTATIONS)}")
         self.model = model
         self.mirrored = "hflip" in views
         classifier_of(model)

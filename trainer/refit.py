@@ -15,11 +15,12 @@ fingerprint, or the refit is refused before any training.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainer.config import CONFIG_JSON, FitConfig
+from trainer.config import CONFIG_JSON, FitConfig, to_plain
 from trainer.errors import TrainerError
 
 CONTRACT = "contract.json"
@@ -83,16 +84,8 @@ def recipe_differences(config: FitConfig, twin: FitConfig) -> list[str]:
     return [
         f"{key}: {ours[key]!r} vs {theirs.get(key)!r}"
         for key in sorted(ours)
-        if key not in FREE_SETTINGS and _plain(ours[key]) != _plain(theirs.get(key))
+        if key not in FREE_SETTINGS and to_plain(ours[key]) != to_plain(theirs.get(key))
     ]
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def check_same_data(twin: ValidatedTwin, fingerprint: str) -> None:
@@ -130,9 +123,9 @@ def carried_metrics(twin: ValidatedTwin, images: int) -> dict[str, Any]:
     return carried
 
 
-def refuse_refit_on_held_out(contract_metrics: dict[str, Any] | Any, source: str) -> None:
+def refuse_refit_on_held_out(contract_metrics: Mapping[str, Any], source: str) -> None:
     """A refit trained on its twin's held-out pictures: scoring it there would be leakage."""
-    refit = (contract_metrics or {}).get("refit") if hasattr(contract_metrics, "get") else None
+    refit = contract_metrics.get("refit")
     if refit:
         raise TrainerError(
             f"{source} is a refit on every picture ({refit.get('images')} of them, those of {refit.get('of')}'s "
