@@ -26,8 +26,8 @@ import trainer  # noqa: F401  (the torchvision workaround before timm)
 from trainer.config import load_yaml, resolve_config
 from trainer.data import list_samples, load_pictures
 from trainer.device import Runtime, machine_info
-from trainer.fit import set_trainable, train_epoch, warmup_cosine
 from trainer.model import create_model
+from trainer.training_loop import set_trainable, train_epoch, warmup_cosine
 
 
 def pictures_for(config, count: int) -> tuple[np.ndarray, np.ndarray, str]:

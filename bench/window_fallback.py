@@ -27,7 +27,7 @@ from brainscan.engine.dicom_pixels import apply_window, grey_to_rgb, percentile_
 from brainscan.engine.inference import Classifier
 from brainscan.engine.resources import default_model_path
 from trainer.config import FitConfig
-from trainer.fit import prepare_data
+from trainer.prepared_data import prepare_data
 
 PAIRS = ((0.0, 100.0), (0.0, 99.9), (0.1, 99.9), (0.5, 99.5))
 

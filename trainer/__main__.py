@@ -15,19 +15,18 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 
 from brainscan.engine.errors import BrainscanError
 from trainer.config import FitConfig, flag_specs, load_yaml, resolve_config, save_resolved
-from trainer.data import DEFAULT_DATA, TASK_CLASSES, list_samples, read_picture
+from trainer.data import DEFAULT_DATA, TASK_CLASSES
 from trainer.dedup import DEFAULT_THRESHOLD
 from trainer.errors import TrainerError
-from trainer.fit import FitInterrupted, load_checkpoint, run_fit
-from trainer.refit import refuse_refit_on_held_out
+from trainer.fit import FitInterrupted, run_fit
+from trainer.run_folder import CHECKPOINT, saved_config
 
 DEFAULT_SHIP_INT8 = Path("resources/models/brainscan-4class-lite0-int8.onnx")
 
@@ -124,62 +123,12 @@ def config_from_args(args: argparse.Namespace) -> FitConfig:
     return resolve_config(yaml_values, overrides, args.set)
 
 
-def check_pictures(config: FitConfig, count: int, seed: int = 0, data: Sequence[str] | None = None) -> list[np.ndarray]:
-    """``count`` real pictures spread over the classes, decoded but not resized (broken ones left out)."""
-    samples = list_samples(data or config.data, config.classes, task=config.task, aliases=config.label_aliases)
-    rng = np.random.default_rng(seed)
-    chosen = sorted(rng.choice(len(samples), size=min(count, len(samples)), replace=False))
-    pictures = []
-    for i in chosen:
-        try:
-            pictures.append(read_picture(samples[i].path))
-        except BrainscanError:
-            continue
-    return pictures
-
-
-def export_run(
-    run: Path, out: Path, *, opset: int = 17, check_images: int = 16, data: Sequence[str] | None = None,
-    views_in_graph: Sequence[str] = (), metrics: Path | None = None,
-) -> dict:
-    """Export a run's checkpoint and check the file; returns the check's numbers.
-
-    ``views_in_graph`` builds test-time views into the graph; ``metrics`` (an ``evaluate``
-    metrics.json of such a graph) replaces the contract's single-view metrics and temperature.
-    """
-    from trainer.export import check_export, export_onnx
-    from trainer.graph_metrics import metrics_for_graph, read_metrics
-
-    model, contract, config = load_checkpoint(run)
-    contract = contract.with_updates(views_in_graph=tuple(views_in_graph))
-    if metrics is not None:
-        contract = contract.with_updates(metrics=metrics_for_graph(contract, read_metrics(metrics), str(metrics)))
-    elif views_in_graph:
-        validation = dict(contract.metrics.get("validation") or {})
-        if validation:
-            validation["views"] = (
-                "these scores and the temperature are of single pictures; this graph averages "
-                f"{', '.join(views_in_graph)} (score it with evaluate --onnx and export again with --metrics)"
-            )
-            contract = contract.with_updates(metrics={**contract.metrics, "validation": validation})
-    export_onnx(model, contract, out, opset=opset)
-    pictures = check_pictures(config, check_images, config.seed, data)
-    result = check_export(out, model, pictures).as_dict()
-    result["size_mb"] = round(out.stat().st_size / 1e6, 2)
-    return result
-
-
 def _fit(args: argparse.Namespace, argv: list[str]) -> int:
     if args.resume:
         given = [a for a in argv[1:] if a.startswith("--") and a.split("=")[0] not in ("--resume", "--export")]
         if given:
             raise TrainerError(f"a resumed fit uses the config saved in {args.resume}; drop {', '.join(given)}")
-        saved = FitConfig.from_dict(json.loads((args.resume / "config.json").read_text())) \
-            if (args.resume / "config.json").is_file() else None
-        if saved is None:
-            raise TrainerError(f"{args.resume}: no config.json here; is it a run folder?")
-        saved = FitConfig.from_dict({**saved.as_dict(), "runs_dir": str(args.resume.parent), "name": args.resume.name})
-        run_dir = run_fit(saved, argv, resume=True)
+        run_dir = run_fit(saved_config(args.resume), argv, resume=True)
     else:
         config = config_from_args(args)
         if args.print_config:
@@ -190,7 +139,9 @@ def _fit(args: argparse.Namespace, argv: list[str]) -> int:
             print(yaml.safe_dump(to_plain(config.as_dict()), sort_keys=False), end="")
             return 0
         run_dir = run_fit(config, argv, overwrite=args.overwrite)
-    if args.export and (run_dir / "checkpoint.pt").is_file():
+    if args.export and (run_dir / CHECKPOINT).is_file():
+        from trainer.export import export_run
+
         result = export_run(run_dir, args.export)
         print(f"exported {args.export}: {json.dumps(result)}")
     return 0
@@ -213,102 +164,24 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _quantize(args: argparse.Namespace) -> int:
-    import onnx
+    from trainer.quantize_run import QuantizeOptions, quantize_run
 
-    from trainer.evaluate import select_data
-    from trainer.export import open_session, read_contract
-    from trainer.quantize import (
-        STEM,
-        compare,
-        describe_scope,
-        finish,
-        node_units,
-        quantize_onnx,
-        search_scope,
-    )
-
-    target = args.run
-    if target.suffix == ".onnx":
-        fp32 = target
-        contract = read_contract(open_session(fp32), source=str(fp32))
-        raw = contract.training.get("config")
-        if not raw:
-            raise TrainerError(f"{fp32}: its contract names no training config; pass the run folder")
-        config = FitConfig.from_dict(raw).resolved()
-        out_dir = fp32.parent / f"{fp32.stem}-quantize"
-    else:
-        _, contract, config = load_checkpoint(target)
-        out_dir = target / "quantize"
-        if args.onnx:
-            fp32 = args.onnx
-            given = read_contract(open_session(fp32), source=str(fp32))
-            refuse_refit_on_held_out(given.metrics, str(fp32))
-            theirs = given.training.get("data_fingerprint")
-            if theirs != contract.training.get("data_fingerprint"):
-                raise TrainerError(f"{fp32} was not trained on this run's data; export the run instead (omit --onnx)")
-        else:
-            fp32 = out_dir / "model-fp32.onnx"
-            out_dir.mkdir(parents=True, exist_ok=True)
-            print(f"exported {fp32}: {json.dumps(export_run(target, fp32))}")
-    int8 = args.out or out_dir / "model-int8.onnx"
-    config = FitConfig.from_dict({**config.as_dict(), "threads": args.threads})
-    if config.val_fraction == 0.0:
-        raise TrainerError(
-            f"run {config.name} is a refit on every picture: no held-out pictures remain to judge INT8 on; "
-            f"quantize its validated twin ({config.refit_of}) to see what INT8 costs this recipe"
-        )
-    selection = select_data(config, "validation", None)
-    data = selection.data
-    rng = np.random.default_rng(config.seed)
-    calibration = np.sort(rng.choice(data.train, size=min(args.calibration_images, len(data.train)), replace=False))
-    print(f"calibrating on {len(calibration)} training pictures; validating on {len(data.val)}")
-    last_unit = max(unit for _, unit in node_units(onnx.load(str(fp32))))
-    trials: list[dict[str, Any]] = []
-    if args.scope == "auto":
-        rest = np.setdiff1d(data.train, calibration)
-        probe = np.sort(rng.choice(rest, size=min(args.probe_images, len(rest)), replace=False))
-        start, trials = search_scope(
-            fp32, out_dir / "scope-search", data.pictures[calibration], data.pictures[probe], data.labels[probe],
-            contract=contract, max_drop=args.max_drop, per_channel=not args.per_tensor,
-            activation_type=args.activation_type, fp32_head=not args.int8_head,
-        )
-        start = STEM if start is None else start
-    elif args.scope == "all":
-        start = STEM
-    else:
-        try:
-            start = int(args.scope)
-        except ValueError as exc:
-            raise TrainerError(f"--scope {args.scope!r}: give auto, all or a block number") from exc
-    quantize_onnx(fp32, int8, data.pictures[calibration], contract=contract, per_channel=not args.per_tensor,
-                  activation_type=args.activation_type, start=start, fp32_head=not args.int8_head)
-    result: dict[str, Any] = {
-        "model": f"{contract.name} {contract.version} ({contract.architecture})",
-        "fp32": str(fp32),
-        "int8": str(int8),
-        "calibration_images": len(calibration),
-        "per_channel": not args.per_tensor,
-        "activation_type": args.activation_type,
-        "split": selection.description,
-        "scope": describe_scope(start, last_unit, not args.int8_head),
-        "trials": trials,
-    }
-    if start != STEM or not args.int8_head:  # the whole graph in INT8 too, on validation, for reference
-        whole = out_dir / "model-int8-whole-graph.onnx"
-        quantize_onnx(fp32, whole, data.pictures[calibration], contract=contract, per_channel=not args.per_tensor,
-                      activation_type=args.activation_type, fp32_head=False)
-        reference = compare(fp32, whole, data.pictures[data.val], data.labels[data.val], max_drop=args.max_drop,
-                            threads=args.threads, speed_seconds=args.speed_seconds)
-        result["whole_graph_reference"] = {k: reference[k] for k in ("int8_accuracy", "drop_points", "agreement",
-                                                                     "cam_mean_abs_diff", "int8_mb", "images_per_s")}
-    result.update(compare(fp32, int8, data.pictures[data.val], data.labels[data.val], max_drop=args.max_drop,
-                          threads=args.threads, speed_seconds=args.speed_seconds))
-    result = finish(result, Path(int8), contract, out_dir, args.ship)
+    options = QuantizeOptions(**{f.name: getattr(args, f.name) for f in fields(QuantizeOptions)})
+    result, out_dir = quantize_run(args.run, options)
     print(json.dumps({k: result[k] for k in ("fp32_accuracy", "int8_accuracy", "drop_points", "agreement", "fp32_mb",
                                               "int8_mb", "images_per_s", "kept", "decision")}))
     if "ship" in result:
         print(result["ship"])
     print(f"report: {out_dir / 'quantize.md'}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from trainer.export import export_run
+
+    result = export_run(args.run, args.out, opset=args.opset, check_images=args.check_images, data=args.data,
+                        views_in_graph=args.views_in_graph, metrics=args.metrics)
+    print(f"exported {args.out}: {json.dumps(result)}")
     return 0
 
 
@@ -359,10 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "evaluate":
             return _evaluate(args)
         if args.command == "export":
-            result = export_run(args.run, args.out, opset=args.opset, check_images=args.check_images, data=args.data,
-                                views_in_graph=args.views_in_graph, metrics=args.metrics)
-            print(f"exported {args.out}: {json.dumps(result)}")
-            return 0
+            return _export(args)
         if args.command == "quantize":
             return _quantize(args)
         if args.command == "audit":
@@ -376,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["build_parser", "check_pictures", "config_from_args", "export_run", "main", "save_resolved"]
+__all__ = ["build_parser", "config_from_args", "main", "save_resolved"]
 
 if __name__ == "__main__":
     sys.exit(main())

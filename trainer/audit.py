@@ -31,7 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from brainscan.engine.contract import ModelContract
-from trainer.data import CLASSES_4, decode_pictures, scan_data
+from trainer.data import CLASSES_4, Decoded, decode_pictures, scan_data
 from trainer.dedup import DEFAULT_THRESHOLD, file_sha256, group_near_duplicates, phash
 
 EXAMPLES = 20
@@ -94,6 +94,119 @@ def thumbnails(pictures: np.ndarray) -> np.ndarray:
     ).astype(np.float32) if len(pictures) else np.zeros((0, 32, 32), np.float32)
 
 
+def _decode_and_digest(paths: list[Path], contract: ModelContract, workers: int) -> tuple[Decoded, list[str]]:
+    """The readable pictures at the input size, and the SHA-256 of every file."""
+    with tqdm(total=len(paths), desc="audit: decode", unit="img", mininterval=2, file=sys.stdout) as bar:
+        decoded = decode_pictures(paths, contract, workers=workers, progress=bar.update)
+    with tqdm(total=len(paths), desc="audit: sha256", unit="file", mininterval=2, file=sys.stdout) as bar:
+        digests = []
+        for path in paths:
+            digests.append(file_sha256(path))
+            bar.update(1)
+    return decoded, digests
+
+
+def _exact_members(digests: list[str]) -> dict[int, list[int]]:
+    """Byte-identical files (readable or not), by the first file of each digest."""
+    members: dict[int, list[int]] = defaultdict(list)
+    first_of_digest: dict[str, int] = {}
+    for i, digest in enumerate(digests):
+        members[first_of_digest.setdefault(digest, i)].append(i)
+    return members
+
+
+def _identical_pairs(
+    hashes: list[int], threshold: int, pictures: np.ndarray, kept: list[int]
+) -> tuple[list[tuple[int, int, float]], int]:
+    """Near-identical pairs ``(i, j, grey levels)``: close hashes and close pixels; and the look-alike pairs checked."""
+    first, second = close_pairs(hashes, threshold)
+    thumbs = thumbnails(pictures)
+    difference = np.abs(thumbs[first] - thumbs[second]).mean(axis=(1, 2)) if len(first) else np.zeros(0)
+    identical = difference <= PIXEL_TOLERANCE
+    pairs = [(kept[a], kept[b], float(m)) for a, b, m in zip(first[identical], second[identical],
+                                                              difference[identical], strict=True)]
+    return pairs, len(first)
+
+
+def _near_identical(
+    pairs: list[tuple[int, int, float]], checked: int, names: list[str], labels: list[str], splits: list[str]
+) -> dict[str, Any]:
+    cross_class = [(a, b, m) for a, b, m in pairs if labels[a] != labels[b]]
+    cross_split = [(a, b, m) for a, b, m in pairs if splits[a] != splits[b]]
+
+    def pair_text(a: int, b: int, m: float) -> str:
+        return f"{names[a]} ({labels[a]}, {splits[a]}) ~ {names[b]} ({labels[b]}, {splits[b]}), {m:.1f} grey levels"
+
+    return {
+        "pairs": len(pairs),
+        "pixel_tolerance": PIXEL_TOLERANCE,
+        "pictures_involved": len({i for a, b, _ in pairs for i in (a, b)}),
+        "within_one_class": len(pairs) - len(cross_class),
+        "across_classes": len(cross_class),
+        "across_splits": len(cross_split),
+        "examples_across_classes": [pair_text(*p) for p in cross_class[:EXAMPLES]],
+        "examples_across_splits": [pair_text(*p) for p in cross_split[:EXAMPLES]],
+        "lookalike_pairs_checked": checked,
+    }
+
+
+def _leakage(
+    kept: list[int], groups: np.ndarray, splits: list[str], digests: list[str],
+    pairs: list[tuple[int, int, float]], names: list[str],
+) -> dict[str, Any]:
+    """Leakage of a published split: test pictures with a near duplicate in training (empty without both)."""
+    if not ("testing" in splits and "training" in splits):
+        return {}
+    group_of = {index: int(g) for index, g in zip(kept, groups.tolist(), strict=True)}
+    training_groups = {group_of[i] for i in kept if splits[i] == "training"}
+    testing = [i for i in kept if splits[i] == "testing"]
+    leaked = [i for i in testing if group_of[i] in training_groups]
+    exact_training = {digests[i] for i in range(len(splits)) if splits[i] == "training"}
+    identical_to_training = {
+        t for a, b, _ in pairs for t, other in ((a, b), (b, a))
+        if splits[t] == "testing" and splits[other] == "training"
+    }
+    return {
+        "testing_pictures": len(testing),
+        "with_a_near_identical_training_picture": len(identical_to_training),
+        "with_a_near_duplicate_in_training": len(leaked),
+        "byte_identical_to_a_training_file": sum(digests[i] in exact_training for i in testing),
+        "examples": [names[i] for i in leaked[:EXAMPLES]],
+    }
+
+
+def _balance(labels: list[str], splits: list[str], classes: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Pictures per class, per split and overall (``all``)."""
+    balance: dict[str, dict[str, int]] = {}
+    for split in [*sorted(set(splits)), "all"]:
+        counts = Counter(labels[i] for i in range(len(labels)) if split == "all" or splits[i] == split)
+        balance[split] = {c: int(counts.get(c, 0)) for c in classes}
+    return balance
+
+
+def _sizes_and_modes(decoded: Decoded, kept: list[int], paths: list[Path], names: list[str]) -> dict[str, Any]:
+    """Sizes and modes of the readable pictures, and files whose content does not match their suffix."""
+    sizes = Counter(f"{w}x{h}" for h, w in decoded.sizes)
+    sides = np.array(decoded.sizes, dtype=float).reshape(-1, 2)
+    mismatched = []
+    for position, index in enumerate(kept):
+        expected = _SUFFIX_FORMAT.get(paths[index].suffix.lower())
+        actual = decoded.formats[position].split(",")[0]
+        if expected and actual and actual != expected:
+            mismatched.append(f"{names[index]}: {actual} data behind a {paths[index].suffix} name")
+    return {
+        "sizes": {
+            "distinct": len(sizes),
+            "most_common": dict(sizes.most_common(10)),
+            "min_side": int(sides.min()) if len(sides) else None,
+            "max_side": int(sides.max()) if len(sides) else None,
+            "not_square": int((sides[:, 0] != sides[:, 1]).sum()) if len(sides) else 0,
+        },
+        "modes": dict(Counter(decoded.formats).most_common()),
+        "suffix_mismatch": {"count": len(mismatched), "examples": mismatched[:EXAMPLES]},
+    }
+
+
 def audit_data(
     roots: str | Path | Sequence[str | Path],
     *,
@@ -113,96 +226,19 @@ def audit_data(
         input_size=(input_size, input_size),
     )
     paths = [s.path for s in samples]
-    with tqdm(total=len(paths), desc="audit: decode", unit="img", mininterval=2, file=sys.stdout) as bar:
-        decoded = decode_pictures(paths, contract, workers=workers, progress=bar.update)
-    with tqdm(total=len(paths), desc="audit: sha256", unit="file", mininterval=2, file=sys.stdout) as bar:
-        digests = []
-        for path in paths:
-            digests.append(file_sha256(path))
-            bar.update(1)
-
+    decoded, digests = _decode_and_digest(paths, contract, workers)
     names = [_relative(s.path, roots, s.root) for s in samples]
     labels = [classes[s.label] for s in samples]
     splits = [s.split for s in samples]
-
-    # Exact duplicates: byte-identical files (readable or not).
-    exact_members: dict[int, list[int]] = defaultdict(list)
-    first_of_digest: dict[str, int] = {}
-    for i, digest in enumerate(digests):
-        exact_members[first_of_digest.setdefault(digest, i)].append(i)
-
-    # Near duplicates among the readable pictures.
     kept = decoded.kept.tolist()
     hashes = [phash(p) for p in decoded.pictures]
     groups = group_near_duplicates(hashes, threshold)
     near_members: dict[int, list[int]] = defaultdict(list)
     for position, group in enumerate(groups.tolist()):
         near_members[group].append(kept[position])
-
-    # Near-identical pairs: close hashes and close pixels.
-    first, second = close_pairs(hashes, threshold)
-    thumbs = thumbnails(decoded.pictures)
-    difference = np.abs(thumbs[first] - thumbs[second]).mean(axis=(1, 2)) if len(first) else np.zeros(0)
-    identical = difference <= PIXEL_TOLERANCE
-    pairs = [(kept[a], kept[b], float(m)) for a, b, m in zip(first[identical], second[identical],
-                                                              difference[identical], strict=True)]
-    cross_class = [(a, b, m) for a, b, m in pairs if labels[a] != labels[b]]
-    cross_split = [(a, b, m) for a, b, m in pairs if splits[a] != splits[b]]
-
-    def pair_text(a: int, b: int, m: float) -> str:
-        return f"{names[a]} ({labels[a]}, {splits[a]}) ~ {names[b]} ({labels[b]}, {splits[b]}), {m:.1f} grey levels"
-
-    near_identical = {
-        "pairs": len(pairs),
-        "pixel_tolerance": PIXEL_TOLERANCE,
-        "pictures_involved": len({i for a, b, _ in pairs for i in (a, b)}),
-        "within_one_class": len(pairs) - len(cross_class),
-        "across_classes": len(cross_class),
-        "across_splits": len(cross_split),
-        "examples_across_classes": [pair_text(*p) for p in cross_class[:EXAMPLES]],
-        "examples_across_splits": [pair_text(*p) for p in cross_split[:EXAMPLES]],
-        "lookalike_pairs_checked": len(first),
-    }
-
-    # Leakage of a published split: test pictures with a near duplicate in training.
-    split_set = set(splits)
-    leakage: dict[str, Any] = {}
-    if "testing" in split_set and "training" in split_set:
-        group_of = {index: int(g) for index, g in zip(kept, groups.tolist(), strict=True)}
-        training_groups = {group_of[i] for i in kept if splits[i] == "training"}
-        testing = [i for i in kept if splits[i] == "testing"]
-        leaked = [i for i in testing if group_of[i] in training_groups]
-        exact_training = {digests[i] for i in range(len(samples)) if splits[i] == "training"}
-        identical_to_training = {
-            t for a, b, _ in pairs for t, other in ((a, b), (b, a))
-            if splits[t] == "testing" and splits[other] == "training"
-        }
-        leakage = {
-            "testing_pictures": len(testing),
-            "with_a_near_identical_training_picture": len(identical_to_training),
-            "with_a_near_duplicate_in_training": len(leaked),
-            "byte_identical_to_a_training_file": sum(digests[i] in exact_training for i in testing),
-            "examples": [names[i] for i in leaked[:EXAMPLES]],
-        }
-
-    # Balance per split and overall.
-    balance: dict[str, dict[str, int]] = {}
-    for split in [*sorted(split_set), "all"]:
-        counts = Counter(labels[i] for i in range(len(samples)) if split == "all" or splits[i] == split)
-        balance[split] = {c: int(counts.get(c, 0)) for c in classes}
+    pairs, checked = _identical_pairs(hashes, threshold, decoded.pictures, kept)
+    balance = _balance(labels, splits, classes)
     overall = np.array(list(balance["all"].values()), dtype=float)
-
-    # Sizes and modes of the readable pictures.
-    sizes = Counter(f"{w}x{h}" for h, w in decoded.sizes)
-    sides = np.array(decoded.sizes, dtype=float).reshape(-1, 2)
-    formats = Counter(decoded.formats)
-    mismatched = []
-    for position, index in enumerate(kept):
-        expected = _SUFFIX_FORMAT.get(paths[index].suffix.lower())
-        actual = decoded.formats[position].split(",")[0]
-        if expected and actual and actual != expected:
-            mismatched.append(f"{names[index]}: {actual} data behind a {paths[index].suffix} name")
-
     return {
         "roots": [str(r) for r in roots],
         "task": task,
@@ -217,22 +253,14 @@ def audit_data(
         "ignored_files": listing.ignored_files,
         "class_balance": balance,
         "imbalance_ratio": round(float(overall.max() / max(1.0, overall.min())), 3) if len(overall) else None,
-        "sizes": {
-            "distinct": len(sizes),
-            "most_common": dict(sizes.most_common(10)),
-            "min_side": int(sides.min()) if len(sides) else None,
-            "max_side": int(sides.max()) if len(sides) else None,
-            "not_square": int((sides[:, 0] != sides[:, 1]).sum()) if len(sides) else 0,
-        },
-        "modes": dict(formats.most_common()),
-        "suffix_mismatch": {"count": len(mismatched), "examples": mismatched[:EXAMPLES]},
-        "exact_duplicates": _describe_groups(exact_members, splits, labels, names),
+        **_sizes_and_modes(decoded, kept, paths, names),
+        "exact_duplicates": _describe_groups(_exact_members(digests), splits, labels, names),
         "near_duplicates": {
             "groups_in_all": int(groups.max()) + 1 if len(groups) else 0,
             **_describe_groups(near_members, splits, labels, names),
         },
-        "near_identical": near_identical,
-        "test_leakage": leakage,
+        "near_identical": _near_identical(pairs, checked, names, labels, splits),
+        "test_leakage": _leakage(kept, groups, splits, digests, pairs, names),
     }
 
 
@@ -242,23 +270,10 @@ def _table(rows: list[list[Any]], header: list[str]) -> str:
     return "\n".join(lines)
 
 
-def audit_markdown(report: dict[str, Any]) -> str:
-    """The audit as a Markdown page."""
-    classes = report["classes"]
+def _duplicates_markdown(report: dict[str, Any]) -> list[str]:
+    """The duplicates section: exact and look-alike groups, near-identical pairs, test leakage."""
     near, exact, same = report["near_duplicates"], report["exact_duplicates"], report["near_identical"]
     out = [
-        "# Data audit",
-        "",
-        f"Roots: {', '.join(f'`{r}`' for r in report['roots'])}; task {report['task']}; "
-        f"{report['files']} files, {report['readable']} readable.",
-        "",
-        "## Class balance",
-        "",
-        _table([[split, *counts.values(), sum(counts.values())] for split, counts in report["class_balance"].items()],
-               ["split", *classes, "total"]),
-        "",
-        f"Largest over smallest class: {report['imbalance_ratio']}.",
-        "",
         "## Duplicates",
         "",
         f"Look-alike groups: pHash within {report['threshold']} bits ({report['hash']}), joined by union-find; "
@@ -304,8 +319,27 @@ def audit_markdown(report: dict[str, Any]) -> str:
         out += ["Largest look-alike groups:", ""]
         out += [f"- {e['size']} pictures: {', '.join(e['files'])}" for e in near["examples"][:10]]
         out += [""]
+    return out
+
+
+def audit_markdown(report: dict[str, Any]) -> str:
+    """The audit as a Markdown page."""
+    classes = report["classes"]
     sizes = report["sizes"]
-    out += [
+    out = [
+        "# Data audit",
+        "",
+        f"Roots: {', '.join(f'`{r}`' for r in report['roots'])}; task {report['task']}; "
+        f"{report['files']} files, {report['readable']} readable.",
+        "",
+        "## Class balance",
+        "",
+        _table([[split, *counts.values(), sum(counts.values())] for split, counts in report["class_balance"].items()],
+               ["split", *classes, "total"]),
+        "",
+        f"Largest over smallest class: {report['imbalance_ratio']}.",
+        "",
+        *_duplicates_markdown(report),
         "## Sizes and modes",
         "",
         f"{sizes['distinct']} distinct sizes, sides {sizes['min_side']} to {sizes['max_side']} px, "

@@ -5,6 +5,7 @@ The graph has one input ``input`` (N x 3 x H x W, dynamic batch) and three outpu
 written as JSON into the ONNX ``metadata_props`` under :data:`METADATA_KEY`. The check runs the
 file in onnxruntime on pictures prepared by the engine's own preprocessing, compares its logits
 and probabilities with torch's, and applies the engine's :func:`check_graph`.
+:func:`export_run` is ``python -m trainer export``: a run folder's checkpoint to a checked file.
 """
 
 from __future__ import annotations
@@ -29,10 +30,15 @@ from brainscan.engine.contract import (
     TensorSpec,
     check_graph,
 )
+from brainscan.engine.errors import BrainscanError
 from brainscan.engine.integrity import stamp_contract
 from brainscan.engine.preprocess import to_model_input
+from trainer.config import FitConfig
+from trainer.data import list_samples, read_picture
 from trainer.errors import ExportCheckError
+from trainer.graph_metrics import metrics_for_graph, read_metrics
 from trainer.model import ExportWrapper, with_fixed_padding
+from trainer.run_folder import load_checkpoint
 
 INPUT = "input"
 OUTPUTS = (LOGITS, FEATURES, CAM_WEIGHT)
@@ -183,4 +189,46 @@ def check_export(
             f"{path}: onnxruntime's logits differ from torch's by {logit_diff:.3g} (tolerance {tolerance}); "
             "the export is not faithful, do not ship it"
         )
+    return result
+
+
+def check_pictures(config: FitConfig, count: int, seed: int = 0, data: Sequence[str] | None = None) -> list[np.ndarray]:
+    """``count`` real pictures spread over the classes, decoded but not resized (broken ones left out)."""
+    samples = list_samples(data or config.data, config.classes, task=config.task, aliases=config.label_aliases)
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.choice(len(samples), size=min(count, len(samples)), replace=False))
+    pictures = []
+    for i in chosen:
+        try:
+            pictures.append(read_picture(samples[i].path))
+        except BrainscanError:
+            continue
+    return pictures
+
+
+def export_run(
+    run: Path, out: Path, *, opset: int = 17, check_images: int = 16, data: Sequence[str] | None = None,
+    views_in_graph: Sequence[str] = (), metrics: Path | None = None,
+) -> dict:
+    """Export a run's checkpoint and check the file; returns the check's numbers.
+
+    ``views_in_graph`` builds test-time views into the graph; ``metrics`` (an ``evaluate``
+    metrics.json of such a graph) replaces the contract's single-view metrics and temperature.
+    """
+    model, contract, config = load_checkpoint(run)
+    contract = contract.with_updates(views_in_graph=tuple(views_in_graph))
+    if metrics is not None:
+        contract = contract.with_updates(metrics=metrics_for_graph(contract, read_metrics(metrics), str(metrics)))
+    elif views_in_graph:
+        validation = dict(contract.metrics.get("validation") or {})
+        if validation:
+            validation["views"] = (
+                "these scores and the temperature are of single pictures; this graph averages "
+                f"{', '.join(views_in_graph)} (score it with evaluate --onnx and export again with --metrics)"
+            )
+            contract = contract.with_updates(metrics={**contract.metrics, "validation": validation})
+    export_onnx(model, contract, out, opset=opset)
+    pictures = check_pictures(config, check_images, config.seed, data)
+    result = check_export(out, model, pictures).as_dict()
+    result["size_mb"] = round(out.stat().st_size / 1e6, 2)
     return result

@@ -22,8 +22,7 @@ from typing import Any
 
 from trainer.config import CONFIG_JSON, FitConfig, to_plain
 from trainer.errors import TrainerError
-
-CONTRACT = "contract.json"
+from trainer.run_folder import CONTRACT
 
 # Settings a refit may change without changing the recipe. The data is compared by its
 # fingerprint (the files' names and contents), not by where its folders lie.

@@ -133,7 +133,7 @@ def test_the_export_records_a_weights_checksum_that_the_engine_verifies(exported
 def test_evaluating_an_onnx_file_applies_its_test_time_augmentation_as_the_engine_does(
         exported, contract, real_pictures, tmp_path):
     from brainscan.engine.inference import Classifier
-    from trainer.evaluate import OnnxScorer
+    from trainer.scorers import OnnxScorer
 
     mirrored = tmp_path / "hflip.onnx"
     shutil.copy(exported, mirrored)

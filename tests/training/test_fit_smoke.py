@@ -16,9 +16,12 @@ import torch.nn.functional as F
 from brainscan.engine.contract import ModelContract
 from brainscan.engine.preprocess import normalize
 from trainer.augment import AugmentConfig, augment_batch, normalize_tensor, plain_batch
+from trainer.config import FitConfig
 from trainer.data import CLASSES_4, list_samples, load_pictures
-from trainer.fit import FitConfig, finetune, load_checkpoint, run_fit, set_trainable
+from trainer.fit import run_fit
 from trainer.model import create_model
+from trainer.run_folder import load_checkpoint
+from trainer.training_loop import finetune, set_trainable
 
 pytestmark = pytest.mark.trainer
 

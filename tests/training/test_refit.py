@@ -16,7 +16,8 @@ from brainscan.engine.inference import calibration_temperature
 from trainer.__main__ import main
 from trainer.errors import TrainerError
 from trainer.evaluate import select_data
-from trainer.fit import CHECKPOINT, load_checkpoint, run_fit
+from trainer.fit import run_fit
+from trainer.run_folder import CHECKPOINT, load_checkpoint
 
 pytestmark = pytest.mark.trainer
 

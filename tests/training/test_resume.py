@@ -13,7 +13,8 @@ import torch
 from conftest import tiny_config
 
 from trainer.__main__ import main
-from trainer.fit import CHECKPOINT, HISTORY, LAST, run_fit
+from trainer.fit import run_fit
+from trainer.run_folder import CHECKPOINT, HISTORY, LAST
 
 pytestmark = pytest.mark.trainer
 

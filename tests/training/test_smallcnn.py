@@ -17,8 +17,8 @@ from trainer.config import FitConfig
 from trainer.data import load_pictures
 from trainer.errors import WeightsError
 from trainer.export import check_export, export_onnx
-from trainer.fit import finetune
 from trainer.model import SmallCNN, create_model
+from trainer.training_loop import finetune
 
 pytestmark = pytest.mark.trainer
 
