@@ -110,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         problems.append("the GPL pylibjpeg-libjpeg extension is in the bundle")
     if not (internal / "resources" / "models" / "brainscan-4class-lite0.onnx").is_file():
         problems.append("the default model is not in the bundle")
+    for font in ("DejaVuSans.ttf", "DroidSansFallback.ttf", "NotoEmoji-Variable.ttf"):
+        if not (internal / "resources" / "fonts" / font).is_file():
+            problems.append(f"the PDF report font {font} is not in the bundle (CJK and emoji would print as boxes)")
 
     with tempfile.TemporaryDirectory(prefix="brainscan-bundle-check-") as scratch:
         work = Path(scratch)

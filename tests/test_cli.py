@@ -205,3 +205,46 @@ def test_killed_run_resumes_losing_and_repeating_nothing(model, tmp_path):
     assert finished.returncode == 0, finished.stderr
     paths = [r["path"] for r in _rows(out)]
     assert sorted(paths) == sorted(str(p) for p in images)
+
+
+# -- messages: usage hints, progress bar, help ---------------------------------------------------
+@pytest.mark.parametrize(
+    "arguments, hint",
+    [
+        (["screen", "--bad"], "(see brainscan screen --help)"),
+        (["screen", "x.jpg", "--out", "o", "--bad"], "(see brainscan screen --help)"),
+        (["model", "--bad"], "(see brainscan model --help)"),
+        (["--bad"], "(see brainscan --help)"),
+        ([], "(see brainscan --help)"),
+    ],
+)
+def test_a_usage_error_points_to_the_help_of_the_command_it_belongs_to(arguments, hint, capsys):
+    assert _exit_status(arguments) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("brainscan: error: ") and err.rstrip().endswith(hint), err
+    assert "brainscan brainscan" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_progress_bar_counts_errors_as_a_plain_integer(model, tmp_path, capsys, monkeypatch):
+    from brainscan.engine.folder_run import FolderRun
+
+    monkeypatch.setattr(FolderRun, "counts", property(lambda self: {"ok": 1, "error": 20000}))
+    status = main(["screen", str(_real_images(2)[0]), "--out", str(tmp_path / "out"), "--model", str(model),
+                   "--progress", "always"])
+    err = capsys.readouterr().err
+    assert status == 0, err
+    assert "errors=20000" in err and "2e+4" not in err
+
+
+def test_help_says_the_dicom_objects_keep_patient_name_and_id_unless_deidentify(capsys):
+    assert _exit_status(["screen", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    start = text.index("--keep-identifiers also write")
+    keep = text[start:text.index("--report FORMATS", start)]
+    assert "results.csv, results.json and the PDF and HTML reports (left out by default)" in keep
+    assert "DICOM objects of --report dicom keep the patient name, ID and birth date" in keep
+    assert "with or without this option" in keep and "unless --deidentify" in keep
+    start = text.index("--deidentify de-identify")
+    deidentify = text[start:text.index("--progress", start)]
+    for claim in ("pseudonymous patient name and ID", "CSV, JSON, PDF and HTML", "file paths stay as given"):
+        assert claim in deidentify

@@ -11,6 +11,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
+from pydicom.uid import RLELossless
 
 import dicom_factory as factory
 from brainscan.engine import dicom_pixels as dp
@@ -275,6 +276,8 @@ def test_damaged_compressed_data_is_a_dicom_error(tmp_path: Path, mr_values: np.
 def test_absurd_declared_size_is_refused_before_decoding(rows: int, columns: int, frames: int) -> None:
     ds = grey_dataset(np.zeros((2, 2), np.uint16))
     ds.Rows, ds.Columns, ds.NumberOfFrames = rows, columns, frames
-    ds.PixelData = b"\0" * 8  # far too short: decoding it would fail differently
+    # one tiny fragment a frame: as many frames as declared, far too short to decode (which would fail differently)
+    ds.file_meta.TransferSyntaxUID = RLELossless
+    ds.PixelData = encapsulate([b"\0\0"] * frames)
     with pytest.raises(ImageTooLargeError, match=f"{columns} x {rows}"):
         dp.to_picture(ds)

@@ -27,7 +27,7 @@ from brainscan.engine.errors import (
     InputError,
     NotAnImageError,
 )
-from brainscan.engine.loading import Frame, FrameRef, discover, load_frame, load_picture
+from brainscan.engine.loading import Frame, FrameRef, discover, find_inputs, load_frame, load_picture
 
 
 def only_ref(path: Path) -> FrameRef:
@@ -76,13 +76,14 @@ def test_every_file_in_a_mixed_folder_gets_exactly_one_ref(
     shutil.copy(dicom_samples.no_pixels, root / "DICOMDIR")
     shutil.copy(dicom_samples.single, root / "sub" / "slice.dcm")
     os.symlink(root, root / "sub" / "loop")  # a symbolic link back up: must not loop
-    refs = discover([root])
-    assert [(r.path.relative_to(root).as_posix(), r.kind) for r in refs] == [
+    found = find_inputs([root])
+    assert [(r.path.relative_to(root).as_posix(), r.kind) for r in found.refs] == [
         ("a.jpg", "raster"),
-        ("b-notes.txt", "unknown"),
-        ("c-empty.png", "unknown"),
+        ("c-empty.png", "unknown"),  # named like a picture: it gets its error row
         ("sub/slice.dcm", "dicom"),
     ]
+    assert found.skipped == {loading.SKIPPED_NOT_IMAGES: [root / "b-notes.txt"]}
+    assert found.notes() == ["1 file skipped: not images (b-notes.txt)"]
     explicit = discover([root / "DICOMDIR", root / ".DS_Store"])  # named files always get a ref
     assert [(r.path.name, r.kind) for r in explicit] == [("DICOMDIR", "dicom"), (".DS_Store", "unknown")]
 

@@ -119,7 +119,7 @@ def test_grey_png_is_replicated_to_three_equal_channels(tmp_path: Path, grey_sli
 
 
 def test_colour_comes_out_rgb_not_opencv_bgr(tmp_path: Path) -> None:
-    red_bgr = np.zeros((8, 8, 3), np.uint8)
+    red_bgr = np.zeros((40, 40, 3), np.uint8)  # above the minimum side (raster.MIN_SIDE)
     red_bgr[:, :, 2] = 255
     picture = raster.read_picture(write(tmp_path / "red.png", encode(red_bgr, ".png")))
     assert picture[0, 0].tolist() == [255, 0, 0]

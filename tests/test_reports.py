@@ -530,3 +530,106 @@ def test_the_model_facts_say_where_the_test_time_views_are_averaged():
     assert views({"views_in_graph": ["hflip"], "test_time_augmentation": []}) == "hflip (inside the model)"
     assert views({"test_time_augmentation": ["hflip"]}) == "hflip (by brainscan)"
     assert views({}) == "none"
+
+
+# -- burned-in caption on pictures of any size ------------------------------------------------------
+@pytest.mark.parametrize("heated", [False, True], ids=["no-heat", "heat"])
+@pytest.mark.parametrize("size", [(1, 1), (4, 4), (6, 4), (4, 6), (8, 600), (600, 8)], ids=lambda s: "x".join(map(str, s)))
+def test_burn_in_gives_every_picture_size_the_whole_caption_and_keeps_its_pixels(size, heated):
+    import cv2
+    import numpy as np
+
+    from brainscan.engine.overlay import blend
+    from brainscan.engine.reports.dicom_outputs import CAPTION_MARGIN, burn_in
+
+    height, width = size
+    source = factory.read_rgb(factory.kaggle_images(1, "glioma", start=7)[0])
+    picture = cv2.resize(source, (width, height), interpolation=cv2.INTER_AREA).reshape(height, width, 3)
+    heat = np.linspace(0.0, 1.0, height * width, dtype=np.float32).reshape(height, width) if heated else None
+    lines = ["meningioma 0.98 (tumour p 0.97) | gradcam++", "RESEARCH USE ONLY - not for diagnosis"]
+
+    out = burn_in(picture, heat, lines)
+
+    assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3 and out.flags.c_contiguous
+    assert out.shape[1] >= max(width, 150)  # wide enough for the caption, however small the picture
+    left = (out.shape[1] - width) // 2
+    expected = blend(picture, heat) if heated else picture
+    assert np.array_equal(out[:height, left:left + width], expected)  # the picture's pixels, not resampled
+    assert not out[:height, :left].any() and not out[:height, left + width:].any()  # padding is black
+    strip = out[height:]
+    assert strip.shape[0] > 20 and (strip == 255).all(axis=2).any()  # white text was drawn
+    assert not strip[:, -CAPTION_MARGIN:].any()  # and nothing runs off the right edge
+    coloured = (strip.max(axis=2).astype(int) - strip.min(axis=2)) > 60
+    assert coloured.any() == heated  # the colour bar only with a heat map
+
+
+def test_secondary_capture_of_a_tiny_dicom_is_made_and_valid(model, tmp_path):
+    import cv2
+
+    grey = factory.read_grey(factory.kaggle_images(1, "pituitary", start=5)[0])
+    # the smallest frame screened (32 pixels a side, raster.MIN_SIDE), still far narrower than the caption
+    tiny = factory.twelve_bit(cv2.resize(grey, (40, 32), interpolation=cv2.INTER_AREA))
+    source = factory.save(factory.new_dataset(tiny, ImageOrientationPatient=[1, 0, 0, 0, 1, 0]), tmp_path / "tiny.dcm")
+    out = tmp_path / "out"
+
+    status, err = screen([source], out, model, "--report", "dicom")
+
+    assert status == 0, err
+    assert "could not be made" not in err
+    (path,) = (out / "dicom").glob("SC-*.dcm")
+    capture = pydicom.dcmread(path)
+    assert capture.Rows > 4 and capture.Columns >= 150
+    assert "widened to fit the caption" in capture.DerivationDescription
+    if shutil.which("dciodvfy"):
+        result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+        errors = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
+        assert not errors, errors
+
+
+# -- PDF text beyond Western European letters ------------------------------------------------------
+def test_pdf_escape_sets_runs_helvetica_lacks_in_embedded_fallback_fonts():
+    from brainscan.engine.reports.pdf_fonts import escape
+
+    assert escape("scan <1> & café.jpg") == "scan &lt;1&gt; &amp; café.jpg"  # Helvetica shows all of it
+    marked = escape("脳腫瘍-<x>-🧠-Łódź")
+    assert '<font name="BrainscanDroidSansFallback">脳腫瘍</font>-&lt;x&gt;-' in marked
+    assert '<font name="BrainscanNotoEmoji">🧠</font>' in marked
+    assert '<font name="BrainscanDejaVuSans">Ł</font>ód<font name="BrainscanDejaVuSans">ź</font>' in marked
+
+
+def test_pdf_shows_cjk_and_emoji_file_names_with_embedded_fonts(model, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    names = ["脳腫瘍-スライス.jpg", "tumour-🧠.jpg", "뇌종양-Ωμέγα-Łódź.jpg"]
+    for name, source in zip(names, factory.kaggle_images(3, "glioma", start=11), strict=True):
+        shutil.copy(source, folder / name)
+    out = tmp_path / "out"
+
+    status, err = screen([folder], out, model, "--report", "pdf")
+
+    assert status == 0, err
+    reader = pypdf.PdfReader(str(out / "report.pdf"))
+    text = normalised("\n".join(page.extract_text() or "" for page in reader.pages))
+    for name in names:
+        assert normalised(name) in text, name  # extracted as written: the right glyphs and ToUnicode maps
+    embedded = {}
+    for page in reader.pages:
+        for font in page["/Resources"]["/Font"].values():
+            font = font.get_object()
+            descriptor = font.get("/FontDescriptor")
+            if descriptor is not None and "/FontFile2" in descriptor.get_object():
+                embedded[str(font["/BaseFont"]).split("+")[-1]] = True
+    assert {"DroidSansFallback", "NotoEmoji-Regular", "DejaVuSans"} <= set(embedded), embedded
+
+
+def test_thumbnail_note_counts_every_classified_frame_when_one_has_no_thumbnail(full_run, tmp_path):
+    out = Path(shutil.copytree(full_run.out, tmp_path / "out"))
+    sorted((out / "thumbnails").glob("*.png"))[0].unlink()  # e.g. screened earlier without --report
+    run = json.loads((out / "results.json").read_text())["run"]
+
+    content = build_content(out, rows(out), run, FOUR_CLASSES, max_thumbnails=3)
+
+    html = render_html(content)
+    assert "the 3 most suspicious of the 8 of 9 classified frames that have a thumbnail" in html
+    assert "of 8 classified frames" not in html  # nine were classified
+    assert "1 classified frame has no thumbnail" in html

@@ -13,6 +13,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from brainscan.engine.contract import METADATA_KEY, ModelContract
+from brainscan.engine.integrity import stamp_contract
 
 FOUR_CLASSES = ("glioma", "meningioma", "notumor", "pituitary")
 
@@ -39,8 +40,13 @@ def build_tiny_model(
     graph_input_size: tuple[int, int] | None = None,
     seed: int = 0,
     with_contract: bool = True,
+    stamp: bool = True,
 ) -> Path:
-    """Write a small random model to ``path``; ``graph_*`` let a test make the graph disagree."""
+    """Write a small random model to ``path``; ``graph_*`` let a test make the graph disagree.
+
+    With a contract, its ``weights_sha256`` is recorded as the trainer's export does, unless
+    ``stamp`` is false (an unverified model, refused unless explicitly allowed).
+    """
     contract = contract or tiny_contract()
     rng = np.random.default_rng(seed)
     classes = graph_classes or contract.num_classes
@@ -72,6 +78,8 @@ def build_tiny_model(
     model.ir_version = 8
     if with_contract:
         helper.set_model_props(model, {METADATA_KEY: contract.to_json()})
+        if stamp:
+            stamp_contract(model)
     onnx.checker.check_model(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))

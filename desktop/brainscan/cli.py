@@ -21,18 +21,34 @@ from brainscan.engine.cam import METHODS
 from brainscan.engine.errors import BrainscanError
 from brainscan.engine.folder_run import FolderRun, RunSettings
 from brainscan.engine.inference import DEVICES, Classifier
-from brainscan.engine.loading import discover
+from brainscan.engine.integrity import ALLOW_UNVERIFIED_FLAG, UNVERIFIED_WARNING, is_verified
+from brainscan.engine.loading import Discovery, find_inputs
 from brainscan.engine.overlay import COLORMAPS
 from brainscan.engine.reports import FORMATS, ReportError, parse_formats
 from brainscan.engine.resources import default_model_path
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_NOTHING_RAN, EXIT_INTERRUPTED = 0, 1, 2, 130
 CAM_CHOICES = (*METHODS, "none")
+ALLOW_UNVERIFIED_HELP = (
+    "use a model whose contract records no weights checksum: its weights cannot be verified and may have been "
+    "altered, so its results may be wrong; a warning is printed and written on every report page"
+)
 
 
 class _Usage(argparse.ArgumentParser):
+    subcommands: dict[str, argparse.ArgumentParser] = {}  # noqa: RUF012 (set once by build_parser, read only)
+
     def error(self, message: str) -> None:  # one line, exit 2, as for every other refusal
-        self.exit(EXIT_NOTHING_RAN, f"brainscan: error: {message} (see brainscan {self.prog.split()[-1]} --help)\n")
+        # prog is "brainscan" for the top level and "brainscan screen" for a sub-command
+        self.exit(EXIT_NOTHING_RAN, f"brainscan: error: {message} (see {self.prog} --help)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, but an unknown option after a sub-command points to that sub-command's help."""
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            where = self.subcommands.get(getattr(namespace, "command", None) or "", self)
+            where.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,22 +68,34 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=int, default=8, help="frames per inference batch (default: 8)")
     run.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: one per core)")
     run.add_argument("--keep-identifiers", action="store_true",
-                     help="also write patient name, ID and birth date (left out by default)")
+                     help="also write the patient name, ID and birth date of DICOM inputs into results.csv, "
+                          "results.json and the PDF and HTML reports (left out by default). The DICOM objects of "
+                          "--report dicom keep the patient name, ID and birth date of their source with or "
+                          "without this option (for study linkage), unless --deidentify")
     run.add_argument("--report", type=_report_formats, default=(), metavar="FORMATS",
-                     help=f"also write reports: any of {','.join(FORMATS)}, comma-separated (DICOM for DICOM inputs)")
+                     help=f"also write reports: any of {','.join(FORMATS)}, comma-separated (dicom: for DICOM "
+                          "inputs, a Secondary Capture per slice and a Structured Report per study, in the source "
+                          "study, carrying its patient and study modules unless --deidentify)")
     run.add_argument("--deidentify", action="store_true",
-                     help="de-identify the DICOM objects of --report dicom (basic profile, new UIDs)")
+                     help="de-identify: the DICOM objects get the DICOM basic profile (pseudonymous patient name "
+                          "and ID, dates emptied, every UID replaced), and the Series and SOP Instance UIDs in "
+                          "the CSV, JSON, PDF and HTML are the same new ones; file paths stay as given; not with "
+                          "--keep-identifiers")
     run.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
                      help="progress bar: auto shows it on a terminal only")
+    run.add_argument(ALLOW_UNVERIFIED_FLAG, action="store_true", help=ALLOW_UNVERIFIED_HELP)
 
     card = commands.add_parser("model", help="print the model card (the contract inside the model) as JSON")
     card.add_argument("--model", type=Path, default=None)
+    card.add_argument(ALLOW_UNVERIFIED_FLAG, action="store_true", help=ALLOW_UNVERIFIED_HELP)
 
     check = commands.add_parser(
         "self-test", help="check this installation: screen the bundled samples and compressed DICOM, exit 0 if all pass"
     )
     check.add_argument("--model", type=Path, default=None, help="model to test (default: shipped)")
     check.add_argument("--device", choices=DEVICES, default="auto", help="inference device (default: auto)")
+    check.add_argument(ALLOW_UNVERIFIED_FLAG, action="store_true", help=ALLOW_UNVERIFIED_HELP)
+    parser.subcommands = dict(commands.choices)
     return parser
 
 
@@ -82,6 +110,23 @@ def _say(message: str) -> None:
     print(f"brainscan: {message}", file=sys.stderr, flush=True)
 
 
+def _warn_if_unverified(classifier: Classifier) -> None:
+    """One warning line on stderr when an unverified model was allowed (``--allow-unverified-model``)."""
+    if not is_verified(classifier.integrity):
+        _say(f"warning: {UNVERIFIED_WARNING} ({classifier.model_path}: {classifier.integrity}); "
+             "its results may come from altered weights")
+
+
+def _find_inputs(paths: Sequence[str], out: Path, show: bool) -> Discovery:
+    """Discovery with a running count of the files looked at (on a terminal); never the output folder."""
+    from tqdm import tqdm
+
+    with tqdm(disable=not show, unit=" files", desc="finding files", dynamic_ncols=True) as bar:
+        found = find_inputs(paths, exclude=[out], on_file=lambda count: bar.update(count - bar.n))
+        bar.refresh()  # the final count stays on screen
+        return found
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -93,25 +138,33 @@ def run_screen(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         _say(f"error: --batch-size must be at least 1, got {args.batch_size}")
         return EXIT_NOTHING_RAN
-    classifier = Classifier(args.model or default_model_path(), device=args.device, threads=args.threads)
+    classifier = Classifier(args.model or default_model_path(), device=args.device, threads=args.threads,
+                            allow_unverified=args.allow_unverified_model)
+    _warn_if_unverified(classifier)
     if classifier.device.note:
         _say(classifier.device.note)
-    refs = discover(args.paths)
-    if not refs:
-        _say(f"error: no files found in {', '.join(args.paths)}")
+    if args.deidentify and args.keep_identifiers:
+        _say("error: --keep-identifiers and --deidentify contradict each other: choose one")
         return EXIT_NOTHING_RAN
-    if args.deidentify and "dicom" not in args.report:
-        _say("note: --deidentify applies to the DICOM objects of --report dicom")
+    show = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
+    found = _find_inputs(args.paths, args.out, show)
+    for note in found.notes():
+        _say(note)
+    refs = found.refs
+    if not refs:
+        _say(f"error: no images found in {', '.join(args.paths)}"
+             + ("" if found.skipped else " (the folders are empty)"))
+        return EXIT_NOTHING_RAN
     settings = RunSettings(
         out=args.out, cam_method=None if args.cam == "none" else args.cam, colormap=args.colormap,
         opacity=args.opacity, batch_size=args.batch_size, save_overlays=args.save_overlays,
         report_formats=args.report, keep_identifiers=args.keep_identifiers, deidentify=args.deidentify,
         inputs=tuple(str(p) for p in args.paths), device_requested=args.device,
     )
-    show = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
     with FolderRun(classifier, refs, settings) as run:
         if run.already_done:
-            _say(f"resuming in {args.out}: {run.already_done} of {run.total} frames already done")
+            _say(f"resuming in {args.out}: {run.already_done} of {run.total} frames already done"
+                 + (f"; {run.remade} of them lack an output and are screened again for it" if run.remade else ""))
         previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
             from tqdm import tqdm
@@ -119,7 +172,8 @@ def run_screen(args: argparse.Namespace) -> int:
             with tqdm(total=len(run.todo), disable=not show, unit="frame", dynamic_ncols=True) as bar:
                 for _ in run.results():
                     bar.update(1)
-                    bar.set_postfix(errors=run.counts.get("error", 0), refresh=False)
+                    # a plain integer: set_postfix(errors=20000) shows tqdm's short form "2e+4"
+                    bar.set_postfix_str(f"errors={run.counts.get('error', 0)}", refresh=False)
         except KeyboardInterrupt:
             pass
         finally:
@@ -142,7 +196,9 @@ def run_screen(args: argparse.Namespace) -> int:
 
 
 def run_model(args: argparse.Namespace) -> int:
-    classifier = Classifier(args.model or default_model_path(), device="cpu")
+    classifier = Classifier(args.model or default_model_path(), device="cpu",
+                            allow_unverified=args.allow_unverified_model)
+    _warn_if_unverified(classifier)
     print(json.dumps(classifier.model_card(), indent=2))
     return EXIT_OK
 
@@ -173,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "self-test":
             from brainscan.selftest import main_self_test
 
-            return main_self_test(args.model, args.device, _say)
+            return main_self_test(args.model, args.device, _say, allow_unverified=args.allow_unverified_model)
         return run_model(args)
     except BrainscanError as exc:
         _say(f"error: {exc}")

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from brainscan.engine.inference import Classifier
+from brainscan.engine.integrity import UNVERIFIED_WARNING, is_verified
 from brainscan.engine.loading import FrameRef, discover
 from brainscan.engine.resources import default_model_path, samples_dir
 from brainscan.engine.screening import screen
@@ -184,8 +185,17 @@ def _screen_expecting(
     return len(refs) - len(problems), problems
 
 
-def run_self_test(model_path: str | Path | None = None, device: str = "auto") -> SelfTestReport:
+def run_self_test(
+    model_path: str | Path | None = None, device: str = "auto", *, allow_unverified: bool = False
+) -> SelfTestReport:
     """Run every check; never raises for a failed check (see :class:`SelfTestReport`).
+
+    Parameters
+    ----------
+    model_path, device:
+        The model to test (default: the shipped one) and the inference device.
+    allow_unverified:
+        Test a model whose contract records no weights checksum (refused otherwise).
 
     Raises
     ------
@@ -194,7 +204,7 @@ def run_self_test(model_path: str | Path | None = None, device: str = "auto") ->
     """
     started = time.perf_counter()
     report = SelfTestReport()
-    classifier = Classifier(model_path or default_model_path(), device=device)
+    classifier = Classifier(model_path or default_model_path(), device=device, allow_unverified=allow_unverified)
     contract = classifier.contract
     report.model = f"{contract.name} {contract.version}"
     used = classifier.device
@@ -232,9 +242,13 @@ def run_self_test(model_path: str | Path | None = None, device: str = "auto") ->
     return report
 
 
-def main_self_test(model_path: str | Path | None, device: str, say: Callable[[str], None]) -> int:
+def main_self_test(
+    model_path: str | Path | None, device: str, say: Callable[[str], None], *, allow_unverified: bool = False
+) -> int:
     """The ``brainscan self-test`` command: 0 all passed, 1 a check failed (2 is left to the caller)."""
-    report = run_self_test(model_path, device)
+    report = run_self_test(model_path, device, allow_unverified=allow_unverified)
+    if not is_verified(report.integrity):
+        say(f"warning: {UNVERIFIED_WARNING} ({report.integrity})")
     if report.device_note:
         say(report.device_note)
     for problem in report.failures:

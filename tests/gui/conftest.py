@@ -43,16 +43,19 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def other_models(tmp_path_factory: pytest.TempPathFactory):
-    """A second valid model (binary), one without a contract, and one whose graph contradicts its contract."""
+    """A second valid model (binary), one without a contract, one whose graph contradicts its contract, and one
+    whose contract records no weights checksum (unverified)."""
     folder = tmp_path_factory.mktemp("other-models")
     binary = build_tiny_model(
         folder / "binary.onnx", tiny_contract(name="tiny-binary", task="binary", classes=("no", "tumour")), seed=3
     )
     no_contract = build_tiny_model(folder / "no-contract.onnx", with_contract=False)
     mismatch = build_tiny_model(folder / "mismatch.onnx", graph_classes=3)
+    unverified = build_tiny_model(folder / "unverified.onnx", stamp=False)
     not_onnx = folder / "not-a-model.onnx"
     not_onnx.write_bytes(b"this is not an ONNX file")
-    return type("Models", (), {"binary": binary, "no_contract": no_contract, "mismatch": mismatch, "not_onnx": not_onnx})
+    return type("Models", (), {"binary": binary, "no_contract": no_contract, "mismatch": mismatch, "not_onnx": not_onnx,
+                               "unverified": unverified})
 
 
 @pytest.fixture(autouse=True)
@@ -85,12 +88,13 @@ def make_window(qtbot, settings_file: Path, tiny_model: Path):
     pg.setConfigOptions(mouseRateLimit=-1)  # tests send mouse moves faster than 100 per second
     windows = []
 
-    def make(model: Path | None = tiny_model, device: str = "cpu", path: Path = settings_file) -> MainWindow:
+    def make(model: Path | None = tiny_model, device: str = "cpu", path: Path = settings_file, *,
+             allow_unverified: bool = False) -> MainWindow:
         settings = AppSettings(path)
         if model is not None:
             settings.model_path = model
         settings.device = device
-        window = MainWindow(settings, model_in_background=False)
+        window = MainWindow(settings, model_in_background=False, allow_unverified=allow_unverified)
         window.resize(1280, 800)
         window.show()
         qtbot.addWidget(window)

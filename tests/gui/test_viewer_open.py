@@ -97,3 +97,15 @@ def test_close_all_empties_every_panel(qtbot, window, gui_data):
     assert len(window.controller.session) == 0
     assert window.browser.browser_model.rowCount() == 0
     assert window.view.message.isVisible()
+
+
+def test_a_study_folder_with_a_licence_and_notes_opens_only_its_slices(qtbot, window, gui_data, tmp_path):
+    import shutil
+
+    study = tmp_path / "study"
+    shutil.copytree(gui_data.series.folder, study / "series")
+    (study / "LICENSE").write_text("MIT License\n")
+    (study / "README.md").write_text("# a research series\n")
+    open_and_show(qtbot, window, [study])
+    assert len(window.controller.session) == 16
+    assert "2 files skipped: not images (LICENSE, README.md)" in window.statusBar().currentMessage()

@@ -9,6 +9,7 @@ pytest.importorskip("PySide6")
 from viewer_helpers import classify_and_wait, open_and_show
 
 from brainscan.engine.inference import Classifier
+from brainscan.engine.integrity import UNVERIFIED, UNVERIFIED_WARNING
 from brainscan.gui.settings import AppSettings
 
 pytestmark = pytest.mark.gui
@@ -27,6 +28,7 @@ def test_the_dialog_shows_the_model_card_of_the_model_in_use(window, tiny_model)
         ("no_contract", "no brainscan contract"),
         ("mismatch", "does not match its contract"),
         ("not_onnx", "not a usable ONNX model"),
+        ("unverified", "records no weights checksum"),
     ],
 )
 def test_a_wrong_model_is_refused_with_its_reason_and_the_previous_one_kept(window, other_models, tiny_model, which, reason):
@@ -104,3 +106,59 @@ def test_the_model_opens_in_the_background_at_start(qtbot, settings_file, tiny_m
     finally:
         window.close()
     assert window.pool.pool.activeThreadCount() == 0
+
+
+def test_an_unverified_model_is_refused_at_start_unless_the_viewer_was_started_with_the_allowance(
+        make_window, other_models):
+    window = make_window(model=other_models.unverified)
+    assert window.classifier is None
+    assert "records no weights checksum" in window.device_label.toolTip()
+    assert "--allow-unverified-model" in window.device_label.toolTip()
+    assert window.integrity_label.isHidden()
+
+
+def test_started_with_the_allowance_an_unverified_model_shows_a_red_status_bar_warning_until_replaced(
+        qtbot, settings_file, other_models, tiny_model):
+    from brainscan.gui.app import build_parser, open_window
+
+    settings = AppSettings(settings_file)
+    settings.model_path, settings.device = other_models.unverified, "cpu"
+    settings.sync()
+    window = open_window(build_parser().parse_args(["--settings", str(settings_file), "--allow-unverified-model"]))
+    qtbot.addWidget(window)
+    window.show()
+    try:
+        if window.classifier is None:
+            with qtbot.waitSignal(window.modelChanged, timeout=10_000):
+                pass
+        assert window.classifier.integrity == UNVERIFIED
+        label = window.integrity_label
+        assert label.isVisible() and label.text() == "UNVERIFIED MODEL"
+        assert UNVERIFIED_WARNING in label.toolTip() and "#b00020" in label.styleSheet()
+        dialog = window.settings_dialog()  # the allowance reaches the settings dialog too
+        assert dialog.check() and "unverified" in dialog.card_view.toPlainText()
+        dialog.path_edit.setText(str(tiny_model))
+        with qtbot.waitSignal(window.modelChanged):
+            assert dialog.try_accept()
+            window.apply_settings_dialog(dialog)
+        assert not label.isVisible()
+    finally:
+        window.close()
+    assert window.pool.pool.activeThreadCount() == 0
+
+
+def test_a_report_written_from_the_viewer_with_an_unverified_model_warns_on_every_page(
+        qtbot, make_window, other_models, gui_data, tmp_path):
+    pypdf = pytest.importorskip("pypdf")
+    from brainscan.gui.report_dialog import ReportRequest
+
+    window = make_window(model=other_models.unverified, allow_unverified=True)
+    assert window.integrity_label.isVisible()
+    open_and_show(qtbot, window, [gui_data.jpgs])
+    refs = tuple(window.report_scopes()["all"])
+    with qtbot.waitSignal(window.reportFinished, timeout=60_000) as blocker:
+        assert window.write_report(ReportRequest("all", refs, ("pdf", "html"), tmp_path / "report"))
+    assert blocker.args[1] == ""
+    pages = [page.extract_text() for page in pypdf.PdfReader(tmp_path / "report" / "report.pdf").pages]
+    assert pages and all(UNVERIFIED_WARNING in text for text in pages)
+    assert UNVERIFIED_WARNING in (tmp_path / "report" / "report.html").read_text(encoding="utf-8")

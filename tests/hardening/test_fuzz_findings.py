@@ -105,7 +105,7 @@ def test_float_tiff_with_nan_and_infinity_gives_a_finite_picture(tmp_path):
 
 def test_float_tiff_without_any_finite_value_is_refused(tmp_path):
     path = tmp_path / "nothing.tiff"
-    assert cv2.imwrite(str(path), np.full((16, 16), np.nan, np.float32))
+    assert cv2.imwrite(str(path), np.full((64, 64), np.nan, np.float32))
     with pytest.raises(CorruptImageError, match="no finite pixel value"):
         load_frame(only_ref(path))
 

@@ -1,4 +1,6 @@
-"""Models that must be refused: altered weights, truncated files; and the checksum's own properties."""
+"""Models that must be refused: altered weights, no checksum (unless allowed), truncated files; the
+warning an allowed unverified model leaves on stderr and on every report page; and the checksum's own
+properties."""
 
 from __future__ import annotations
 
@@ -13,11 +15,22 @@ import pytest
 from onnx import numpy_helper
 
 from brainscan.cli import main
+from brainscan.engine import integrity
 from brainscan.engine.contract import METADATA_KEY
-from brainscan.engine.errors import ModelError
+from brainscan.engine.errors import ModelError, UnverifiedModelError
 from brainscan.engine.inference import Classifier
-from brainscan.engine.integrity import CHECKSUM_KEY, UNVERIFIED, VERIFIED, stamp_contract, weights_sha256
-from tiny_models import build_tiny_model, tiny_contract
+from brainscan.engine.integrity import (
+    CHECKSUM_KEY,
+    UNVERIFIED,
+    UNVERIFIED_WARNING,
+    VERIFIED,
+    stamp_contract,
+    weights_sha256,
+)
+from brainscan.engine.reports.content import build_content
+from brainscan.engine.reports.html_report import render_html
+from brainscan.engine.reports.pdf_report import render_pdf
+from tiny_models import FOUR_CLASSES, build_tiny_model, tiny_contract
 
 REPO = Path(__file__).resolve().parents[2]
 STAMP = REPO / "installer" / "stamp_weights_checksum.py"
@@ -52,9 +65,145 @@ def test_model_with_a_matching_checksum_is_verified(tmp_path):
     assert classifier.model_card()["integrity"] == VERIFIED
 
 
-def test_model_without_a_checksum_is_accepted_as_unverified(tmp_path):
-    classifier = Classifier(build_tiny_model(tmp_path / "m.onnx"), device="cpu")
+def remove_checksum(source: Path, target: Path) -> Path:
+    """The model with ``weights_sha256`` deleted from its contract (the rest of the contract kept)."""
+    model = onnx.load(str(source))
+    for entry in model.metadata_props:
+        if entry.key == METADATA_KEY:
+            contract = json.loads(entry.value)
+            del contract[CHECKSUM_KEY]
+            entry.value = json.dumps(contract)
+    onnx.save(model, str(target))
+    return target
+
+
+def test_model_without_a_checksum_is_refused_naming_the_file_and_the_ways_out(tmp_path):
+    unverified = build_tiny_model(tmp_path / "m.onnx", stamp=False)
+    with pytest.raises(UnverifiedModelError) as caught:
+        Classifier(unverified, device="cpu")
+    message = str(caught.value)
+    assert isinstance(caught.value, ModelError) and "\n" not in message
+    assert message.startswith(f"{unverified}: its contract records no weights checksum")
+    for fix in ("python -m trainer export", "installer/stamp_weights_checksum.py", "--allow-unverified-model"):
+        assert fix in message
+
+
+def test_refusing_a_model_without_a_checksum_computes_no_checksum(tmp_path, monkeypatch):
+    def no_hashing(model):
+        raise AssertionError("the refusal must not hash the weights")
+
+    monkeypatch.setattr(integrity, "weights_sha256", no_hashing)
+    with pytest.raises(UnverifiedModelError):
+        Classifier(build_tiny_model(tmp_path / "m.onnx", stamp=False), device="cpu")
+
+
+def test_model_without_a_checksum_opens_as_unverified_only_when_allowed(tmp_path):
+    classifier = Classifier(build_tiny_model(tmp_path / "m.onnx", stamp=False), device="cpu", allow_unverified=True)
     assert classifier.integrity == UNVERIFIED
+    assert classifier.model_card()["integrity"] == UNVERIFIED
+
+
+def test_tiny_test_models_are_stamped_like_the_trainers_exports(tmp_path):
+    assert Classifier(build_tiny_model(tmp_path / "m.onnx"), device="cpu").integrity == VERIFIED
+
+
+def test_model_with_changed_weights_and_its_checksum_removed_is_refused(tmp_path):
+    tampered = alter_one_weight(stamped_model(tmp_path / "m.onnx"), tmp_path / "tampered.onnx")
+    stripped = remove_checksum(tampered, tmp_path / "stripped.onnx")
+    assert CHECKSUM_KEY not in contract_json(stripped)
+    with pytest.raises(UnverifiedModelError, match="records no weights checksum"):
+        Classifier(stripped, device="cpu")
+
+
+def test_cli_refuses_a_model_with_changed_weights_and_no_checksum_in_one_line_and_exit_two(tmp_path, real_jpgs):
+    tampered = alter_one_weight(stamped_model(tmp_path / "m.onnx"), tmp_path / "tampered.onnx")
+    stripped = remove_checksum(tampered, tmp_path / "stripped.onnx")
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "brainscan.cli", "screen", str(real_jpgs[0]), "--out", str(out), "--model", str(stripped),
+         "--device", "cpu", "--progress", "never"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("brainscan: error: ") and str(stripped) in lines[0]
+    assert "records no weights checksum" in lines[0] and "Traceback" not in done.stderr
+    assert not (out / "results.csv").exists()
+
+
+@pytest.mark.parametrize("command", [["screen", "IMAGE", "--out", "OUT"], ["model"], ["self-test", "--device", "cpu"]])
+def test_cli_commands_refuse_an_unverified_model_in_one_line_and_exit_two(tmp_path, real_jpgs, capsys, command):
+    unverified = build_tiny_model(tmp_path / "m.onnx", stamp=False)
+    argv = [{"IMAGE": str(real_jpgs[0]), "OUT": str(tmp_path / "out")}.get(a, a) for a in command]
+    assert main([*argv, "--model", str(unverified)]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("brainscan: error: ") and "records no weights checksum" in lines[0]
+    assert "Traceback" not in captured.err and captured.out == ""
+    assert not (tmp_path / "out" / "results.csv").exists()
+
+
+def test_cli_screens_an_allowed_unverified_model_saying_so_on_stderr_and_every_report_page(tmp_path, real_jpgs,
+                                                                                             capsys):
+    pypdf = pytest.importorskip("pypdf")
+    unverified = build_tiny_model(tmp_path / "m.onnx", stamp=False)
+    out = tmp_path / "out"
+    status = main(["screen", *map(str, real_jpgs[:2]), "--out", str(out), "--model", str(unverified), "--device", "cpu",
+                   "--progress", "never", "--report", "pdf,html", "--allow-unverified-model"])
+    err = capsys.readouterr().err
+    assert status == 0, err
+    warnings = [line for line in err.splitlines() if line.startswith("brainscan: warning: ")]
+    assert len(warnings) == 1 and UNVERIFIED_WARNING in warnings[0] and str(unverified) in warnings[0]
+    assert err.splitlines()[0] == warnings[0]  # said before screening
+    pages = [page.extract_text() for page in pypdf.PdfReader(out / "report.pdf").pages]
+    assert pages and all(UNVERIFIED_WARNING in text for text in pages)
+    assert f"Integrity {UNVERIFIED}" in " ".join(" ".join(text.split()) for text in pages)
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert html.count(UNVERIFIED_WARNING) == 2  # in the top notice (fixed in print) and the bottom one
+
+
+def test_cli_model_card_of_an_allowed_unverified_model_says_unverified(tmp_path, capsys):
+    unverified = build_tiny_model(tmp_path / "m.onnx", stamp=False)
+    assert main(["model", "--model", str(unverified), "--allow-unverified-model"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["integrity"] == UNVERIFIED
+    assert len(captured.err.splitlines()) == 1 and UNVERIFIED_WARNING in captured.err
+
+
+def _report_content(tmp_path: Path, integrity_value: str, frames: int = 150):
+    """A report of ``frames`` screened rows (enough for several PDF pages) from a run with this integrity."""
+    rows = [{"path": f"/data/slice-{i:03d}.png", "frame": "0", "status": "ok", "label": "glioma", "confidence": "0.9",
+             "tumour_probability": "0.9", **{f"p_{c}": "0.25" for c in FOUR_CLASSES}} for i in range(frames)]
+    run = {"application": "brainscan test", "model": {"name": "tiny", "classes": list(FOUR_CLASSES),
+                                                      "integrity": integrity_value}}
+    return build_content(tmp_path, rows, run, FOUR_CLASSES)
+
+
+def test_every_pdf_page_and_the_html_print_header_of_an_unverified_run_carry_the_warning(tmp_path):
+    import io
+
+    import pypdf
+
+    content = _report_content(tmp_path, UNVERIFIED)
+    pages = [page.extract_text() for page in pypdf.PdfReader(io.BytesIO(render_pdf(content))).pages]
+    assert len(pages) >= 3
+    assert all(UNVERIFIED_WARNING in text for text in pages)
+    html = render_html(content)
+    top = html.split("<div class='notice top'>", 1)[1].split("</div>", 1)[0]
+    assert UNVERIFIED_WARNING in top and "<body class=unverified-model>" in html
+    assert "<tr><th>Integrity</th><td>unverified (no checksum in contract)</td></tr>" in html
+
+
+def test_reports_of_a_verified_run_carry_no_warning(tmp_path):
+    import io
+
+    import pypdf
+
+    content = _report_content(tmp_path, VERIFIED, frames=3)
+    text = " ".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(render_pdf(content))).pages)
+    assert "UNVERIFIED" not in text and "Integrity verified" in " ".join(text.split())
+    assert "UNVERIFIED" not in render_html(content)
 
 
 def test_model_whose_weights_were_altered_is_refused_naming_the_file(tmp_path):
@@ -122,7 +271,7 @@ def test_stamp_keeps_the_contract_and_other_metadata(tmp_path):
 
 
 def test_stamp_script_stamps_a_copy_and_verifies_it(tmp_path):
-    source = build_tiny_model(tmp_path / "m.onnx")
+    source = build_tiny_model(tmp_path / "m.onnx", stamp=False)
     target = tmp_path / "stamped.onnx"
     done = subprocess.run([sys.executable, str(STAMP), str(source), "--out", str(target)],
                           capture_output=True, text=True, timeout=120)
@@ -131,8 +280,8 @@ def test_stamp_script_stamps_a_copy_and_verifies_it(tmp_path):
     assert CHECKSUM_KEY not in contract_json(source)  # the source is left alone
     assert contract_json(target)[CHECKSUM_KEY] == weights_sha256(source)
     assert Classifier(target, device="cpu").integrity == VERIFIED
-    probabilities = [Classifier(p, device="cpu").predict([np.full((64, 64, 3), 90, np.uint8)])[0].probabilities
-                     for p in (source, target)]
+    probabilities = [Classifier(p, device="cpu", allow_unverified=True).predict([np.full((64, 64, 3), 90, np.uint8)])[0]
+                     .probabilities for p in (source, target)]
     np.testing.assert_array_equal(*probabilities)
 
 

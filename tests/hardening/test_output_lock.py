@@ -95,14 +95,17 @@ def test_lock_is_released_when_the_store_closes_and_when_a_process_dies(model, t
     assert (out / LOCK_FILE).exists()
 
 
-def test_lock_file_is_not_screened_when_the_output_folder_is_an_input(model, real_jpgs, tmp_path):
+def test_an_output_folder_given_as_input_is_skipped_and_said(model, real_jpgs, tmp_path, capsys):
     out = tmp_path / "out"
     shutil.copy(real_jpgs[0], tmp_path / "in.jpg")
-    assert main(["screen", str(tmp_path / "in.jpg"), "--out", str(out), "--model", str(model)]) == 0
+    assert main(["screen", str(tmp_path / "in.jpg"), "--out", str(out), "--model", str(model),
+                 "--save-overlays"]) == 0
     assert (out / LOCK_FILE).exists()
-    main(["screen", str(out), "--out", str(tmp_path / "o2"), "--model", str(model)])
-    screened = {Path(r["path"]).name for r in rows(tmp_path / "o2")}
-    assert LOCK_FILE not in screened and "results.csv" in screened  # dot-files are skipped in folders
+    capsys.readouterr()
+    assert main(["screen", str(out), "--out", str(tmp_path / "o2"), "--model", str(model)]) == 2
+    err = capsys.readouterr().err
+    assert "1 folder skipped: brainscan output folders (out)" in err and "no images found" in err
+    assert not (tmp_path / "o2" / "results.csv").exists() or not rows(tmp_path / "o2")
 
 
 def test_unwritable_output_folder_is_still_an_output_error(model, real_jpgs, tmp_path, capsys):

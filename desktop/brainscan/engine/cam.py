@@ -96,9 +96,12 @@ def scale_cam(raw: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarra
     peak is exactly 1 and a threshold means the same thing at every size.
     """
     scaled = _unit(raw)
-    if size is not None:
-        scaled = _unit(cv2.resize(scaled.astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR))
-    return scaled.astype(np.float32)
+    if size is not None:  # at picture size: scaled in place, with no copy of a large map
+        resized = cv2.resize(scaled.astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+        resized -= resized.min()
+        resized /= _EPS + resized.max()
+        scaled = resized
+    return scaled.astype(np.float32, copy=False)
 
 
 def _unit(values: np.ndarray) -> np.ndarray:
@@ -128,5 +131,7 @@ def cam_on_picture(
         return scale_cam(raw, (height, width))
     side = max(height, width)
     square = scale_cam(raw, (side, side))
+    if (height, width) == (side, side):
+        return square
     top, left = (side - height) // 2, (side - width) // 2
-    return np.ascontiguousarray(square[top : top + height, left : left + width])
+    return square[top : top + height, left : left + width].copy()  # a copy: the square is let go

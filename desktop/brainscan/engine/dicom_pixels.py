@@ -22,12 +22,14 @@ from __future__ import annotations
 import io
 import math
 import multiprocessing
+import os
+import struct
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 import pydicom
@@ -38,9 +40,15 @@ from pydicom.uid import JPEG2000TransferSyntaxes, JPEGLSTransferSyntaxes, JPEGTr
 
 from brainscan.engine.errors import CorruptImageError, DicomError, ImageTooLargeError, InputError
 
-MAX_SIDE = 30_000
-MAX_TOTAL_PIXELS = 1_000_000_000  # all frames together
-MAX_FRAME_PIXELS = 100_000_000  # one frame, as for raster images: a 30000 x 30000 frame needs ~20 GB to window
+# Picture sizes, shared with raster images (:mod:`brainscan.engine.raster`). The upper limits keep one
+# frame's whole pipeline (decode, values, picture, heat map, overlay, thumbnail) well under 1 GB of memory
+# (measured in tests/hardening/test_hostile_pictures.py); the lower one is the smallest picture that can
+# hold a brain slice (the smallest real pictures here are 150 px; MR matrices start at 64).
+MAX_SIDE = 6_144
+MAX_FRAME_PIXELS = 4096 * 4096  # one frame (16.8 megapixels)
+MAX_TOTAL_PIXELS = 1_000_000_000  # all frames of a file together
+MIN_SIDE = 32
+WINDOW_BLOCK_PIXELS = 1 << 20  # rows of this many pixels are windowed at a time (apply_window)
 # The fallback window of the model's picture: the full range (0th to 100th percentile). The
 # training pictures are 8-bit exports scaled from their full range, and a clipped window brightens
 # the picture: on the 860 grouped-validation pictures wrapped as 12-bit values, the shipped model
@@ -126,6 +134,168 @@ def number_of_frames(ds: Dataset) -> int:
     return max(1, int(value)) if value is not None else 1
 
 
+def _int_tag(ds: Dataset, keyword: str, default: int) -> int:
+    """An integer tag, ``default`` when absent or unusable."""
+    value = _first_float(ds.get(keyword, default))
+    return int(value) if value is not None else default
+
+
+# -- what the pixel data holds, against what the header declares ----------------------------------
+_ITEM_TAG = b"\xfe\xff\x00\xe0"  # (FFFE,E000) little endian: an item of encapsulated pixel data
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+_PIXEL_TAGS = {0x7FE00010: "PixelData", 0x7FE00008: "FloatPixelData", 0x7FE00009: "DoubleFloatPixelData"}
+_VRS_WITH_LONG_LENGTH = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+
+
+class PixelCapacity(NamedTuple):
+    """How many whole frames a pixel data element holds, and what it holds in words."""
+
+    frames: int
+    holds: str  # e.g. "131072 bytes (1 frame of 256 x 256)" or "3 compressed fragments"
+
+
+def frame_bits(ds: Dataset, keyword: str = "PixelData") -> int:
+    """Bits one uncompressed frame takes in ``keyword``; 0 when the header does not say.
+
+    YBR_FULL_422 stores two samples per pixel, not three (PS3.5 8.2.1).
+    """
+    rows, columns = _int_tag(ds, "Rows", 0), _int_tag(ds, "Columns", 0)
+    samples = _int_tag(ds, "SamplesPerPixel", 1)
+    bits = {"FloatPixelData": 32, "DoubleFloatPixelData": 64}.get(keyword) or _int_tag(ds, "BitsAllocated", 0)
+    if samples == 3 and photometric(ds) == "YBR_FULL_422":
+        samples = 2
+    return max(rows, 0) * max(columns, 0) * max(samples, 0) * max(bits, 0)
+
+
+def _is_encapsulated(ds: Dataset, keyword: str) -> bool:
+    uid = _transfer_syntax(ds)
+    return keyword == "PixelData" and uid is not None and bool(getattr(uid, "is_encapsulated", False))
+
+
+def _count_fragments(fp: BinaryIO, end: int, need: int) -> int:
+    """Fragments of encapsulated pixel data at ``fp`` (its Basic Offset Table item first) that lie whole
+    before ``end``, counted no further than ``need``: each frame takes at least one fragment."""
+    header = fp.read(8)
+    if len(header) < 8 or header[:4] != _ITEM_TAG:
+        return 0
+    fp.seek(struct.unpack_from("<I", header, 4)[0], io.SEEK_CUR)  # the Basic Offset Table
+    count = 0
+    while count < need:
+        header = fp.read(8)
+        if len(header) < 8 or header[:4] != _ITEM_TAG:
+            break  # the sequence delimiter, or the end of the data
+        length = struct.unpack_from("<I", header, 4)[0]
+        if fp.tell() + length > end:
+            break  # a fragment cut short
+        fp.seek(length, io.SEEK_CUR)
+        count += 1
+    return count
+
+
+def _capacity(ds: Dataset, keyword: str, fp: BinaryIO, length: int, end: int) -> PixelCapacity | None:
+    """What the value at ``fp`` (of declared ``length``, the data ending at ``end``) holds."""
+    frames = number_of_frames(ds)
+    if length == _UNDEFINED_LENGTH or _is_encapsulated(ds, keyword):
+        fragments = _count_fragments(fp, end, frames)
+        plural = "" if fragments == 1 else "s"
+        return PixelCapacity(fragments, f"{fragments} compressed fragment{plural}, so at most {fragments} frame{plural}")
+    bits = frame_bits(ds, keyword)
+    if bits <= 0:
+        return None
+    nbytes = max(0, min(length, end - fp.tell()))
+    whole = nbytes * 8 // bits
+    size = f"{_int_tag(ds, 'Columns', 0)} x {_int_tag(ds, 'Rows', 0)}"
+    return PixelCapacity(whole, f"{nbytes} bytes, {whole} whole frame{'' if whole == 1 else 's'} of {size}")
+
+
+def pixel_capacity(ds: Dataset) -> PixelCapacity | None:
+    """How many frames a dataset's pixel data holds (a deferred value is measured in its file, not read).
+
+    None when it cannot tell: no pixel data, a header without Rows, Columns or Bits Allocated, or a
+    deferred value whose file is gone.
+    """
+    for keyword in PIXEL_DATA_KEYWORDS:
+        element = ds.get_item(keyword, keep_deferred=True) if keyword in ds else None
+        if element is None:
+            continue
+        value = element.value
+        length = getattr(element, "length", None)
+        if value is None:  # deferred: measured in the file
+            filename = getattr(ds, "filename", None)
+            tell = getattr(element, "value_tell", None)
+            if not isinstance(filename, str | Path) or tell is None or length is None:
+                return None
+            try:
+                with open(filename, "rb") as fp:
+                    fp.seek(tell)
+                    return _capacity(ds, keyword, fp, length, os.fstat(fp.fileno()).st_size)
+            except OSError:
+                return None
+        if not isinstance(value, bytes | bytearray):
+            return None
+        return _capacity(ds, keyword, io.BytesIO(value), len(value), len(value))
+    return None
+
+
+def pixel_capacity_at(fp: BinaryIO, ds: Dataset) -> PixelCapacity | None:
+    """:func:`pixel_capacity` of the pixel data element starting at ``fp``'s position, where
+    ``pydicom.dcmread(fp, stop_before_pixels=True)`` left it: only the element's header (and, for
+    compressed data, its item headers) are read, never the pixel values.
+
+    None when it cannot tell (no pixel data element there, a deflated transfer syntax).
+    """
+    uid = _transfer_syntax(ds)
+    if uid is not None and getattr(uid, "is_deflated", False):
+        return None  # the file position is in the inflated stream, not the file
+    implicit_vr, little_endian = getattr(ds, "original_encoding", (None, None))
+    if implicit_vr is None:
+        return None
+    order = "<" if little_endian else ">"
+    header = fp.read(8)
+    if len(header) < 8:
+        return None
+    group, element = struct.unpack_from(order + "HH", header)
+    keyword = _PIXEL_TAGS.get(group << 16 | element)
+    if keyword is None:
+        return None
+    if implicit_vr:
+        length = struct.unpack_from(order + "I", header, 4)[0]
+    elif header[4:6] in _VRS_WITH_LONG_LENGTH:
+        extra = fp.read(4)
+        if len(extra) < 4:
+            return None
+        length = struct.unpack_from(order + "I", extra)[0]
+    else:
+        length = struct.unpack_from(order + "H", header, 6)[0]
+    return _capacity(ds, keyword, fp, length, os.fstat(fp.fileno()).st_size)
+
+
+def check_frames_fit(ds: Dataset) -> None:
+    """Refuse a multi-frame header that declares more frames than its pixel data holds.
+
+    A damaged or forged Number of Frames (a 230 KB slice declaring a million frames) would otherwise
+    become a million frames to screen, each failing on its own.
+
+    Raises
+    ------
+    DicomError
+        Naming the declared frame count and what the pixel data holds.
+    """
+    frames = number_of_frames(ds)
+    if frames <= 1:
+        return  # a single frame cut short is reported as truncated when it is decoded
+    capacity = pixel_capacity(ds)
+    if capacity is None or capacity.frames >= frames:
+        return
+    raise DicomError(
+        source_name(ds),
+        f"declares {frames} frames (Number of Frames) but its pixel data holds {capacity.holds}: "
+        "the file is truncated or its header is wrong",
+        "copy the file again from its source; if the copy is complete, correct Number of Frames (0028,0008) "
+        "to the frames it holds",
+    )
+
+
 # -- guards and decoding ---------------------------------------------------------------------
 def check_declared_size(ds: Dataset) -> None:
     """Refuse absurd Rows x Columns x frames before any pixel is decoded.
@@ -181,6 +351,7 @@ def decode_frame(ds: Dataset, frame_index: int = 0) -> np.ndarray:
         From :func:`check_declared_size`.
     """
     check_has_pixels(ds)
+    check_frames_fit(ds)
     check_declared_size(ds)
     frames = number_of_frames(ds)
     if not 0 <= frame_index < frames:
@@ -273,7 +444,7 @@ def decode_pixels(ds: Dataset, index: int | None) -> np.ndarray:
     uid = _transfer_syntax(ds)
     available = _available_plugins(uid)
     if "gdcm" not in available:
-        return pixel_array(ds, index=index)
+        return pixel_array(_frame_source(ds, index), index=index)
     safer = next((plugin for group, plugin in SAFER_PLUGINS if uid in group and plugin in available), None)
     if safer is not None:
         try:
@@ -281,6 +452,24 @@ def decode_pixels(ds: Dataset, index: int | None) -> np.ndarray:
         except Exception:  # e.g. 12-bit JPEG for Pillow, or damaged data: GDCM gets its chance, isolated
             pass
     return decode_with_gdcm_isolated(ds, index)
+
+
+def _frame_source(ds: Dataset, index: int | None) -> Dataset | str:
+    """Where pydicom should read frame ``index`` from: the file itself for uncompressed multi-frame data left
+    in it (deferred), so that only that frame's bytes are read, where the dataset would load every frame's
+    (a 200 MB file would cost 200 MB a frame, twice over with two decode threads); else the dataset."""
+    filename = getattr(ds, "filename", None)
+    if (
+        index is None
+        or _is_encapsulated(ds, "PixelData")
+        or getattr(ds, "preamble", None) is None  # read without file meta: the file alone does not say its syntax
+        or not isinstance(filename, str | Path)
+        or "PixelData" not in ds
+        or ds.get_item("PixelData", keep_deferred=True).value is not None
+        or not os.path.isfile(filename)
+    ):
+        return ds
+    return str(filename)
 
 
 def _child_setup() -> None:
@@ -407,16 +596,31 @@ def modality_lut(array: np.ndarray, ds: Dataset, frame: int = 0) -> np.ndarray:
     return values
 
 
+def modality_values(array: np.ndarray, ds: Dataset, frame: int = 0) -> np.ndarray:
+    """:func:`modality_lut` as float32, computed a block of rows at a time: the same values, without a
+    float64 copy of the whole frame."""
+    step = max(1, WINDOW_BLOCK_PIXELS // max(1, array[0].size)) if array.ndim else 1
+    if "ModalityLUTSequence" in ds or array.ndim == 0 or array.shape[0] <= step:
+        return modality_lut(array, ds, frame).astype(np.float32)
+    values = np.empty(array.shape, np.float32)
+    for top in range(0, array.shape[0], step):
+        values[top : top + step] = modality_lut(array[top : top + step], ds, frame)
+    return values
+
+
 def percentile_window(values: np.ndarray, percentiles: tuple[float, float] = PERCENTILES) -> Window:
     """The window from the given low and high percentiles (order statistics, no interpolation).
 
     Order statistics keep the window of a MONOCHROME1 image exactly the mirror of its MONOCHROME2
     twin's. A flat image falls back to its min-max range, a constant one to a width of 1.
     """
-    flat = values.reshape(-1)
-    low, high = (float(v) for v in np.percentile(flat, percentiles, method="nearest"))
-    if high <= low:
-        low, high = float(flat.min()), float(flat.max())
+    if tuple(percentiles) == (0.0, 100.0):  # the full range: the same order statistics, with no sorted copy
+        low, high = float(values.min()), float(values.max())
+    else:
+        flat = values.reshape(-1)
+        low, high = (float(v) for v in np.percentile(flat, percentiles, method="nearest"))
+        if high <= low:
+            low, high = float(flat.min()), float(flat.max())
     if high <= low:
         return Window(low, 1.0, "percentile")
     return Window((low + high) / 2, high - low, "percentile")
@@ -492,9 +696,24 @@ def invert_monochrome1(values: np.ndarray, window: Window, ds: Dataset) -> tuple
 
 
 def apply_window(values: np.ndarray, center: float, width: float) -> np.ndarray:
-    """Map ``center ± width / 2`` linearly to 0..255 (uint8), clipping outside; see the module notes."""
+    """Map ``center ± width / 2`` linearly to 0..255 (uint8), clipping outside; see the module notes.
+
+    Computed in float64 a block of rows at a time (:data:`WINDOW_BLOCK_PIXELS`), so a large frame
+    needs only its 8-bit result besides its values, not five float64 copies of it.
+    """
     width = max(float(width), np.finfo(np.float64).tiny)
     lower = float(center) - width / 2
+    values = np.asarray(values)
+    if values.ndim == 0 or values.size <= WINDOW_BLOCK_PIXELS:
+        return _window_block(values, lower, width)
+    picture = np.empty(values.shape, np.uint8)
+    step = max(1, WINDOW_BLOCK_PIXELS // max(1, values[0].size))
+    for start in range(0, values.shape[0], step):
+        picture[start : start + step] = _window_block(values[start : start + step], lower, width)
+    return picture
+
+
+def _window_block(values: np.ndarray, lower: float, width: float) -> np.ndarray:
     scaled = (values.astype(np.float64, copy=False) - lower) * 255.0 / width
     return np.floor(np.clip(scaled, 0.0, 255.0) + 0.5).astype(np.uint8)
 
@@ -559,7 +778,7 @@ def to_picture(ds: Dataset, frame_index: int = 0) -> tuple[np.ndarray, np.ndarra
             f"decoded to an array of shape {array.shape}, not one grey frame",
             "check Samples per Pixel and Number of Frames in the header",
         )
-    values = replace_non_finite(modality_lut(array, ds, frame_index).astype(np.float32))
+    values = replace_non_finite(modality_values(array, ds, frame_index))
     if values is None:
         raise DicomError(source_name(ds), "holds no finite pixel value (all NaN or infinite)", "check how it was exported")
     window = voi_window(values, ds, frame_index)

@@ -18,7 +18,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
-from brainscan.engine.dicom_pixels import frame_attribute
+from brainscan.engine.dicom_pixels import PixelCapacity, frame_attribute, pixel_capacity_at
 
 # What discovery reads from each header (specific_tags keeps it quick over thousands of files).
 HEADER_KEYWORDS = (
@@ -32,6 +32,11 @@ HEADER_KEYWORDS = (
     "Rows",
     "SOPClassUID",
     "Modality",
+    # what one frame takes, to check the declared frames against the pixel data (dicom_pixels.pixel_capacity_at)
+    "Columns",
+    "SamplesPerPixel",
+    "BitsAllocated",
+    "PhotometricInterpretation",
 )
 PARALLEL_TOLERANCE = 1e-3  # 1 - |cos| between slice normals still called parallel
 
@@ -47,12 +52,24 @@ class SliceHeader:
     instance_number: int | None = None
     position: tuple[float, float, float] | None = None  # Image Position (Patient), mm
     orientation: tuple[float, float, float, float, float, float] | None = None  # row and column cosines
+    is_image: bool = True  # False for objects without an image (no Rows): reports, plans, waveforms
 
 
 # -- reading headers ----------------------------------------------------------------------------
 def read_header(path: str | Path, *, force: bool = False) -> Dataset:
     """The header of a DICOM file, without pixel data and with only :data:`HEADER_KEYWORDS`."""
     return pydicom.dcmread(path, stop_before_pixels=True, force=force, specific_tags=list(HEADER_KEYWORDS))
+
+
+def read_header_and_capacity(path: str | Path, *, force: bool = False) -> tuple[Dataset, PixelCapacity | None]:
+    """:func:`read_header`, and how many frames the file's pixel data holds (None when it cannot tell).
+
+    Only the pixel data element's header is read (and for compressed data its item headers), so a
+    file declaring a million frames is measured in a millisecond, not enumerated.
+    """
+    with open(path, "rb") as fp:
+        ds = pydicom.dcmread(fp, stop_before_pixels=True, force=force, specific_tags=list(HEADER_KEYWORDS))
+        return ds, pixel_capacity_at(fp, ds)
 
 
 def _floats(value: object, count: int) -> tuple[float, ...] | None:
@@ -92,6 +109,7 @@ def headers_from_dataset(ds: Dataset, path: str | Path) -> list[SliceHeader]:
                 instance_number=instance,
                 position=position,  # type: ignore[arg-type]
                 orientation=orientation,  # type: ignore[arg-type]
+                is_image="Rows" in ds,
             )
         )
     return headers

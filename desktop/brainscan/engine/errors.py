@@ -39,12 +39,20 @@ class ImageTooLargeError(InputError):
     """The declared size is absurd or would exhaust memory (a decompression bomb guard)."""
 
 
+class ImageTooSmallError(InputError):
+    """A picture too small to hold a brain slice (an icon, a thumbnail, a placeholder)."""
+
+
 class DicomError(InputError):
     """A DICOM file without usable pixels, or with an unsupported encoding."""
 
 
 class ModelError(BrainscanError):
     """A model file that is missing, unreadable, or whose contract does not match its graph."""
+
+
+class UnverifiedModelError(ModelError):
+    """A model whose contract records no weights checksum, refused unless explicitly allowed."""
 
 
 class DeviceError(BrainscanError):

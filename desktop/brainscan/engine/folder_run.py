@@ -17,11 +17,10 @@ Frames already in ``results.csv`` are skipped (resume). Nothing here imports Qt 
 
 from __future__ import annotations
 
-import hashlib
 import platform
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,8 +31,9 @@ from brainscan import RESEARCH_USE_NOTICE, __version__
 from brainscan.engine.inference import Classifier
 from brainscan.engine.loading import FrameRef
 from brainscan.engine.overlay import blend, caption, write_png
-from brainscan.engine.reports import ReportError, ReportOptions, ReportOutcome, ReportSession
-from brainscan.engine.results import ResultsStore
+from brainscan.engine.reports import ReportError, ReportOptions, ReportOutcome, ReportSession, privacy
+from brainscan.engine.reports.thumbnails import frame_stem
+from brainscan.engine.results import ResultsStore, path_text
 from brainscan.engine.screening import FrameResult, screen
 
 OVERLAYS_DIR = "overlays"
@@ -87,11 +87,9 @@ class RunOutcome:
         return self.ok + self.failed
 
 
-def overlay_name(result: FrameResult) -> str:
+def overlay_name(ref: FrameRef) -> str:
     """A file name for a frame's overlay PNG, unique per source path and frame."""
-    digest = hashlib.sha1(str(result.ref.path).encode("utf-8", "surrogateescape")).hexdigest()[:8]
-    stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in result.ref.path.stem)[:60]
-    return f"{stem}-f{result.ref.frame}-{digest}.png"
+    return f"{frame_stem(ref.path, ref.frame)}.png"
 
 
 class FolderRun:
@@ -110,16 +108,23 @@ class FolderRun:
             raise ValueError(f"opacity must lie in [0, 1], got {settings.opacity}")
         if settings.batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {settings.batch_size}")
+        if settings.deidentify and settings.keep_identifiers:
+            raise ValueError("keep_identifiers and deidentify contradict each other: choose one")
         self.classifier = classifier
         self.settings = settings
         self._started = time.perf_counter()
         self.store = ResultsStore(settings.out, classifier.classes, include_identifiers=settings.keep_identifiers)
         try:
+            # one UID mapping for every output of the folder (CSV, JSON, reports, DICOM objects)
+            self.uids = privacy.open_state(settings.out, deidentify=settings.deidentify)
+            if settings.deidentify:
+                self.store.uid_map = self.uids.replace
             self.reports = ReportSession(
                 settings.out,
                 ReportOptions(settings.report_formats, colormap=settings.colormap, opacity=settings.opacity,
                               keep_identifiers=settings.keep_identifiers, deidentify=settings.deidentify),
                 application_version=__version__, model_card=classifier.model_card(), cam_method=settings.cam_method,
+                uids=self.uids,
             ) if settings.report_formats else None
             self.overlays = settings.out / OVERLAYS_DIR if settings.save_overlays else None
             if self.overlays is not None:
@@ -128,13 +133,25 @@ class FolderRun:
             self.store.close()
             raise
         self.total = len(refs)
-        self.todo = [ref for ref in refs if not self.store.is_done(str(ref.path), ref.frame)]
-        self.already_done = self.total - len(self.todo)
+        self.todo: list[FrameRef] = []  # frames to screen: new ones, and classified ones missing an output
+        self._outputs_only: set[tuple[str, int]] = set()  # those that already have their row
+        for ref in refs:
+            status = self.store.status(ref.path, ref.frame)
+            if status is None:
+                self.todo.append(ref)
+                continue
+            # the spelling of the first run, so that its overlays, thumbnails and captures are found
+            ref = replace(ref, path=self.store.recorded_path(ref.path, ref.frame) or ref.path)
+            if status == "ok" and self._missing_output(ref):
+                self.todo.append(ref)
+                self._outputs_only.add(self.store.key(ref.path, ref.frame))
+        self.already_done = self.total - len(self.todo) + len(self._outputs_only)
+        self.remade = len(self._outputs_only)
         self.run_info: dict[str, Any] = {
             "application": f"brainscan {__version__}",
             "notice": RESEARCH_USE_NOTICE,
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "inputs": list(settings.inputs),
+            "inputs": [path_text(p) for p in settings.inputs],
             "model": classifier.model_card(),
             "device": {"requested": settings.device_requested, "providers": list(classifier.device.providers),
                        "used": classifier.device.used, "note": classifier.device.note},
@@ -148,16 +165,23 @@ class FolderRun:
 
     # -- the loop ------------------------------------------------------------------------------------
     def results(self) -> Iterator[FrameResult]:
-        """Screen every frame not yet done, store its row (and overlay, report parts), yield it."""
+        """Screen every frame not yet done, store its row (and overlay, report parts), yield it.
+
+        The results come without their decoded picture and heat map (``frame``, ``heat``): those are
+        written out and released before the next frame, so memory is bounded per frame.
+        """
         keep = self.overlays is not None or self.reports is not None
         for result in screen(self.todo, self.classifier, cam_method=self.settings.cam_method,
                              batch_size=self.settings.batch_size, keep_frames=keep):
-            self.store.append(result, self.settings.cam_method)
+            if self.store.key(result.ref.path, result.ref.frame) not in self._outputs_only:
+                self.store.append(result, self.settings.cam_method)
             if self.overlays is not None:
                 self._save_overlay(result)
             if self.reports is not None:
                 self.reports.add(result)
             self._seen += 1
+            # the picture and heat map are written: let them go before the next frame (memory stays per frame)
+            result.frame = result.heat = None
             yield result
 
     @property
@@ -168,12 +192,19 @@ class FolderRun:
     def complete(self) -> bool:
         return self._seen == len(self.todo)
 
+    def _missing_output(self, ref: FrameRef) -> bool:
+        """Whether a requested output of an already classified frame is not on disk."""
+        overlays_wanted = self.overlays is not None and self.settings.cam_method is not None  # no heat, no overlay
+        if overlays_wanted and not (self.overlays / overlay_name(ref)).is_file():  # type: ignore[operator]
+            return True
+        return self.reports is not None and self.reports.missing(ref)
+
     def _save_overlay(self, result: FrameResult) -> None:
         if not result.ok or result.frame is None or result.heat is None or self.overlays is None:
             return
         mixed = blend(result.frame.picture, result.heat, colormap=self.settings.colormap, opacity=self.settings.opacity)
         text = f"{result.label} {result.confidence:.2f} | {self.settings.cam_method} | research use only"
-        write_png(self.overlays / overlay_name(result), caption(mixed, text))
+        write_png(self.overlays / overlay_name(result.ref), caption(mixed, text))
 
     # -- the end -------------------------------------------------------------------------------------
     def finish(self) -> RunOutcome:

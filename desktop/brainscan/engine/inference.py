@@ -113,9 +113,14 @@ class Classifier:
         ``"auto"`` (CUDA when onnxruntime can use it, else CPU), ``"cuda"`` or ``"cpu"``.
     threads:
         onnxruntime intra-op threads (default: onnxruntime's choice, one per core).
+    allow_unverified:
+        Open a model whose contract records no ``weights_sha256`` (its :attr:`integrity` is then
+        :data:`~brainscan.engine.integrity.UNVERIFIED`); by default such a model is refused.
 
     Raises
     ------
+    UnverifiedModelError
+        The contract records no weights checksum and ``allow_unverified`` is false.
     ModelError
         The file is missing, not ONNX, has no contract, its graph does not match the contract,
         or its weights do not match the ``weights_sha256`` its contract records.
@@ -123,7 +128,9 @@ class Classifier:
         The device name is unknown.
     """
 
-    def __init__(self, model_path: str | Path, device: str = "auto", threads: int | None = None) -> None:
+    def __init__(
+        self, model_path: str | Path, device: str = "auto", threads: int | None = None, *, allow_unverified: bool = False
+    ) -> None:
         self.model_path = Path(model_path)
         if not self.model_path.is_file():
             raise ModelError(
@@ -156,8 +163,8 @@ class Classifier:
             [TensorSpec(o.name, o.shape) for o in self.session.get_outputs()],
             source=source,
         )
-        # "verified", or "unverified (no checksum in contract)"; altered weights raise ModelError
-        self.integrity = verify_weights(self.model_path, metadata)
+        # "verified", or "unverified (no checksum in contract)" when allowed; altered weights raise ModelError
+        self.integrity = verify_weights(self.model_path, metadata, allow_unverified=allow_unverified)
         self.input_name = self.session.get_inputs()[0].name
         self.temperature = calibration_temperature(self.contract.metrics)
         self._cam_weight: np.ndarray | None = None

@@ -2,7 +2,10 @@
 
 The trainer's export records ``weights_sha256`` in the contract JSON (metadata key
 :data:`~brainscan.engine.contract.METADATA_KEY`); :class:`~brainscan.engine.inference.Classifier`
-recomputes it and refuses a model whose weights no longer match. The checksum covers the graph's
+recomputes it and refuses a model whose weights no longer match. A model whose contract records no
+checksum is refused too (:class:`~brainscan.engine.errors.UnverifiedModelError`) unless the caller
+explicitly allows it (``--allow-unverified-model``); it then runs as :data:`UNVERIFIED`, and every
+report of the run says so (:data:`UNVERIFIED_WARNING`). The checksum covers the graph's
 initializers only, so it is independent of how the file was serialised and of the metadata it
 carries (the contract cannot hold a checksum of itself):
 
@@ -28,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from brainscan.engine.contract import METADATA_KEY
-from brainscan.engine.errors import ModelError
+from brainscan.engine.errors import ModelError, UnverifiedModelError
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -36,6 +39,8 @@ if TYPE_CHECKING:  # pragma: no cover
 CHECKSUM_KEY = "weights_sha256"
 VERIFIED = "verified"
 UNVERIFIED = "unverified (no checksum in contract)"
+ALLOW_UNVERIFIED_FLAG = "--allow-unverified-model"
+UNVERIFIED_WARNING = "UNVERIFIED MODEL: its weights could not be checked against a checksum"
 
 
 def _load(model: onnx.ModelProto | str | os.PathLike[str]) -> onnx.ModelProto:
@@ -82,22 +87,52 @@ def recorded_checksum(metadata: Mapping[str, str]) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def verify_weights(model_path: str | Path, metadata: Mapping[str, str]) -> str:
+def is_verified(integrity: object) -> bool:
+    """Whether a model card's ``integrity`` says the weights matched their checksum."""
+    return integrity == VERIFIED
+
+
+def unverified_error(model_path: str | Path) -> UnverifiedModelError:
+    """The one-line refusal of a model whose contract records no checksum, with the ways out."""
+    return UnverifiedModelError(
+        f"{model_path}: its contract records no weights checksum ({CHECKSUM_KEY}), so its weights cannot be "
+        "verified and may have been altered; re-export it with the trainer (python -m trainer export), or stamp "
+        f"it with installer/stamp_weights_checksum.py, or pass {ALLOW_UNVERIFIED_FLAG} to use it anyway, "
+        "knowing its results may come from altered weights"
+    )
+
+
+def verify_weights(model_path: str | Path, metadata: Mapping[str, str], *, allow_unverified: bool = False) -> str:
     """Check a model file's weights against the checksum its contract records.
+
+    Parameters
+    ----------
+    model_path:
+        The ONNX file.
+    metadata:
+        Its metadata (``custom_metadata_map``), which holds the contract.
+    allow_unverified:
+        Accept a model whose contract records no checksum (as :data:`UNVERIFIED`) instead of
+        refusing it. The refusal needs only the metadata: no hash is computed.
 
     Returns
     -------
     str
-        :data:`VERIFIED`, or :data:`UNVERIFIED` when the contract records no checksum.
+        :data:`VERIFIED`, or :data:`UNVERIFIED` when the contract records no checksum and
+        ``allow_unverified`` is true.
 
     Raises
     ------
+    UnverifiedModelError
+        The contract records no checksum and ``allow_unverified`` is false.
     ModelError
         The weights do not match the recorded checksum (the file was altered after export), or
         the file cannot be parsed to check them.
     """
     expected = recorded_checksum(metadata)
     if expected is None:
+        if not allow_unverified:
+            raise unverified_error(model_path)
         return UNVERIFIED
     try:
         actual = weights_sha256(model_path)

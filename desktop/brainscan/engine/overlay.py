@@ -7,6 +7,7 @@ from functools import cache
 import cv2
 import numpy as np
 
+BLEND_BLOCK_PIXELS = 1 << 20  # rows of this many pixels are blended at a time (blend)
 COLORMAPS: dict[str, int] = {
     "jet": cv2.COLORMAP_JET,
     "turbo": cv2.COLORMAP_TURBO,
@@ -48,6 +49,21 @@ def blend(
         raise ValueError(f"heat map {heat.shape} does not match picture {picture.shape[:2]}")
     if not 0.0 <= opacity <= 1.0:
         raise ValueError(f"opacity must lie in [0, 1], got {opacity}")
+    height, width = heat.shape
+    step = max(1, BLEND_BLOCK_PIXELS // max(1, width))
+    if height <= step:
+        return _blend_rows(picture, heat, colormap, opacity, threshold)
+    # a block of rows at a time: a large picture needs its result, not a dozen float32 copies of it
+    mixed = None
+    for top in range(0, height, step):
+        block = _blend_rows(picture[top : top + step], heat[top : top + step], colormap, opacity, threshold)
+        if mixed is None:
+            mixed = np.empty((height, *block.shape[1:]), block.dtype)
+        mixed[top : top + step] = block
+    return mixed
+
+
+def _blend_rows(picture: np.ndarray, heat: np.ndarray, colormap: str, opacity: float, threshold: float) -> np.ndarray:
     colours = colorize(heat, colormap).astype(np.float32)
     alpha = np.where(heat >= threshold, opacity, 0.0).astype(np.float32)[..., None]
     mixed = picture.astype(np.float32) * (1.0 - alpha) + colours * alpha

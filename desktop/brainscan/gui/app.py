@@ -1,4 +1,5 @@
-"""The ``brainscan-viewer`` entry point: ``brainscan-viewer [--settings FILE] [PATH ...]``, or ``--self-test``."""
+"""The ``brainscan-viewer`` entry point: ``brainscan-viewer [--settings FILE] [--allow-unverified-model] [PATH ...]``,
+or ``--self-test``."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from brainscan import RESEARCH_USE_NOTICE, __version__
+
+if TYPE_CHECKING:  # pragma: no cover
+    from brainscan.gui.main_window import MainWindow
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="check this installation headless (offscreen window, model, bundled samples) and exit")
     parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default=None,
                         help="with --self-test: the inference device to test (default: auto)")
+    parser.add_argument("--allow-unverified-model", action="store_true",
+                        help="accept a model whose contract records no weights checksum: its weights cannot be "
+                             "verified and may have been altered, so its results may be wrong; the status bar "
+                             "and every report page then say so (refused without this option)")
     return parser
 
 
@@ -49,6 +58,14 @@ def create_application(argv: Sequence[str]):
     return app
 
 
+def open_window(args: argparse.Namespace) -> MainWindow:
+    """The main window for the parsed command line (its model opens in the background)."""
+    from brainscan.gui.main_window import MainWindow
+    from brainscan.gui.settings import AppSettings
+
+    return MainWindow(AppSettings(args.settings), allow_unverified=args.allow_unverified_model)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
     if args.self_test:
@@ -59,10 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = create_application([sys.argv[0]])
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl+C in the terminal ends the viewer
 
-    from brainscan.gui.main_window import MainWindow
-    from brainscan.gui.settings import AppSettings
-
-    window = MainWindow(AppSettings(args.settings))
+    window = open_window(args)
     window.show()
     if args.paths:
         window.open_paths(args.paths)

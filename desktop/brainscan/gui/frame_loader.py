@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from brainscan.engine.loading import FrameRef, discover, load_frame
+from brainscan.engine.loading import Discovery, FrameRef, find_inputs, load_frame
 from brainscan.engine.screening import describe_failure
 from brainscan.engine.viewer_state import FrameKey, frame_key, thumbnail
 from brainscan.gui.workers import GeneratorWorker, WorkerPool
@@ -32,8 +32,8 @@ def _discover_job(paths: Sequence[str]) -> Iterator[object]:
     missing = [p for p in paths if not Path(p).exists()]
     present = [p for p in paths if Path(p).exists()]
     errors = [f"{p}: does not exist (check the path and that the drive is connected)" for p in missing]
-    refs = discover(present) if present else []
-    yield (refs, errors)
+    found = find_inputs(present) if present else Discovery()
+    yield (found.refs, errors, found.notes())
 
 
 class FrameLoader(QObject):
@@ -66,6 +66,7 @@ class FrameLoader(QObject):
         self._running = threading.Event()  # cleared: background decoding waits (urgent requests do not)
         self._running.set()
         self.discovering = 0
+        self.skipped_notes: list[str] = []  # what the last discovery left out ("2 files skipped: not images")
 
     # -- discovery -------------------------------------------------------------------------------
     def discover(self, paths: Sequence[str]) -> GeneratorWorker:
@@ -77,7 +78,7 @@ class FrameLoader(QObject):
         return self._pool.start(worker, priority=1)
 
     def _on_discovered(self, item: object) -> None:
-        refs, errors = item  # type: ignore[misc]
+        refs, errors, self.skipped_notes = item  # type: ignore[misc]
         self.discovered.emit(refs, errors)
 
     def _on_discovery_error(self, message: str) -> None:

@@ -7,6 +7,7 @@ or Qt plumbing is in the engine; this class connects signals and turns menu choi
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ from brainscan import RESEARCH_USE_NOTICE, __version__
 from brainscan.engine.errors import BrainscanError
 from brainscan.engine.folder_run import RunOutcome, RunSettings
 from brainscan.engine.inference import Classifier
+from brainscan.engine.integrity import ALLOW_UNVERIFIED_FLAG, UNVERIFIED_WARNING, is_verified
 from brainscan.engine.loading import FrameRef
 from brainscan.engine.overlay import write_png
 from brainscan.engine.screening import FrameResult
@@ -96,9 +98,13 @@ def inference_threads() -> int | None:
     return max(1, cores - 1)
 
 
-def open_classifier(path: Path, device: str) -> Classifier:
-    """The viewer's classifier: the engine's, with a core left free so the window stays responsive."""
-    return Classifier(path, device, threads=inference_threads())
+def open_classifier(path: Path, device: str, *, allow_unverified: bool = False) -> Classifier:
+    """The viewer's classifier: the engine's, with a core left free so the window stays responsive.
+
+    A model whose contract records no weights checksum is refused unless ``allow_unverified``
+    (the viewer's ``--allow-unverified-model``).
+    """
+    return Classifier(path, device, threads=inference_threads(), allow_unverified=allow_unverified)
 
 
 def research_banner() -> QLabel:
@@ -124,6 +130,9 @@ class MainWindow(QMainWindow):
         Where choices are remembered (tests pass a temporary INI file).
     model_in_background:
         Open the model on a worker thread (the window shows at once); tests open it in place.
+    allow_unverified:
+        Accept a model whose contract records no weights checksum (``--allow-unverified-model``);
+        the status bar then shows a permanent warning. Without it such a model is refused.
     """
 
     modelChanged = Signal()
@@ -131,9 +140,13 @@ class MainWindow(QMainWindow):
     reportFinished = Signal(object, str)  # RunOutcome or None, and why it failed ("" when it did not)
     openFinished = Signal()
 
-    def __init__(self, settings: AppSettings | None = None, *, model_in_background: bool = True) -> None:
+    def __init__(
+        self, settings: AppSettings | None = None, *, model_in_background: bool = True, allow_unverified: bool = False
+    ) -> None:
         super().__init__()
         self.settings = settings or AppSettings()
+        self.allow_unverified = allow_unverified
+        self.open_classifier = functools.partial(open_classifier, allow_unverified=allow_unverified)
         self.setWindowTitle(f"brainscan viewer {__version__} — research use only, not for diagnosis")
         self.setWindowIcon(icon("brainscan"))
         self.setAcceptDrops(True)
@@ -217,12 +230,19 @@ class MainWindow(QMainWindow):
         self.cancel_button.hide()
         self.device_label = QLabel("No model")
         self.device_label.setObjectName("deviceLabel")
+        self.integrity_label = QLabel("UNVERIFIED MODEL")
+        self.integrity_label.setObjectName("integrityLabel")
+        self.integrity_label.setStyleSheet(
+            "QLabel { color: white; background: #b00020; padding: 1px 6px; font-weight: bold; }"
+        )
+        self.integrity_label.hide()
         notice = QLabel("Research use only")
         notice.setStyleSheet("QLabel { color: #1a1a1a; background: #ffc107; padding: 1px 6px; font-weight: bold; }")
         notice.setToolTip(RESEARCH_USE_NOTICE)
         bar.addPermanentWidget(self.progress)
         bar.addPermanentWidget(self.cancel_button)
         bar.addPermanentWidget(self.device_label)
+        bar.addPermanentWidget(self.integrity_label)
         bar.addPermanentWidget(notice)
 
     def sizeHint(self) -> QSize:
@@ -266,9 +286,12 @@ class MainWindow(QMainWindow):
             for group in self.controller.open_refs(refs):
                 self.browser.browser_model.sync_group(group)
             self.browser.select_key(self.controller.session.current_key)
-            self.statusBar().showMessage(f"{len(self.controller.session)} images open", 5000)
+            skipped = "; ".join(self.loader.skipped_notes)
+            self.statusBar().showMessage(
+                f"{len(self.controller.session)} images open" + (f"; {skipped}" if skipped else ""), 8000)
         elif not errors:
-            self.show_error("No images found there (JPEG, PNG, BMP, TIFF or DICOM).")
+            skipped = "; ".join(self.loader.skipped_notes)
+            self.show_error("No images found there (JPEG, PNG, BMP, TIFF or DICOM)." + (f" {skipped}." if skipped else ""))
         self._update_actions()
         self.openFinished.emit()
 
@@ -378,13 +401,13 @@ class MainWindow(QMainWindow):
         """Open the model of the settings; a failure leaves no model and says why in the status bar."""
         if not background:
             try:
-                self.set_classifier(open_classifier(path, device))
+                self.set_classifier(self.open_classifier(path, device))
             except BrainscanError as exc:
                 self._model_failed(str(exc))
             return
 
         def job():
-            yield open_classifier(path, device)
+            yield self.open_classifier(path, device)
 
         worker = GeneratorWorker(job, name="model")
         worker.signals.yielded.connect(self.set_classifier)
@@ -395,6 +418,7 @@ class MainWindow(QMainWindow):
 
     def _model_failed(self, message: str) -> None:
         self.device_label.setText("No model")
+        self.integrity_label.hide()
         self.device_label.setToolTip(message)
         self.show_error(f"No model in use: {message}. Choose one in Settings (Ctrl+,).")
         self._update_actions()
@@ -414,12 +438,22 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(report.note, 20000)
         self.device_label.setText(text)
         self.device_label.setToolTip(report.describe())
+        self._show_integrity(classifier)
         self._update_actions()
         self.modelChanged.emit()
 
+    def _show_integrity(self, classifier: Classifier) -> None:
+        """The permanent red warning in the status bar while an unverified model is in use."""
+        verified = is_verified(classifier.integrity)
+        self.integrity_label.setVisible(not verified)
+        self.integrity_label.setToolTip("" if verified else (
+            f"{UNVERIFIED_WARNING} ({classifier.model_path}: {classifier.integrity}). Its results may come "
+            f"from altered weights; allowed by {ALLOW_UNVERIFIED_FLAG}. Every report says so on every page."
+        ))
+
     def settings_dialog(self) -> SettingsDialog:
         return SettingsDialog(
-            open_classifier, self.settings.model_path, self.settings.device,
+            self.open_classifier, self.settings.model_path, self.settings.device,
             self.classifier, self,
         )
 

@@ -46,7 +46,7 @@ def model_card_html(card: dict[str, object]) -> str:
     """The model card as a small HTML table (metrics and training as indented JSON)."""
     rows = []
     for key in ("name", "version", "task", "classes", "architecture", "input_size", "test_time_augmentation",
-                "views_in_graph", "file", "sha256", "intended_use"):
+                "views_in_graph", "file", "sha256", "integrity", "intended_use"):
         value = card.get(key)
         text = ", ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
         rows.append(f"<tr><td><b>{html.escape(key)}</b></td><td>{html.escape(text)}</td></tr>")

@@ -17,10 +17,11 @@ from typing import Any
 from brainscan import RESEARCH_USE_NOTICE
 from brainscan.engine import raster
 from brainscan.engine.inference import file_sha256
+from brainscan.engine.integrity import UNVERIFIED_WARNING, is_verified
 from brainscan.engine.loading import kind_of
 from brainscan.engine.reports.flags import ReviewRule
 from brainscan.engine.reports.thumbnails import THUMBNAILS_DIR, thumbnail_name
-from brainscan.engine.results import IDENTIFIER_COLUMNS, summarize_series
+from brainscan.engine.results import IDENTIFIER_COLUMNS, path_from_text, summarize_series
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ def entry_from_row(row: Mapping[str, str], classes: tuple[str, ...], rule: Revie
         entry.probabilities = {name: _float(row.get(f"p_{name}")) for name in classes}
         entry.review = rule.reasons(entry.probabilities)
         if thumbnails is not None:
-            candidate = thumbnails / thumbnail_name(entry.path, frame)
+            candidate = thumbnails / thumbnail_name(path_from_text(entry.path), frame)
             entry.thumbnail = candidate if candidate.is_file() else None
     if keep_identifiers:
         entry.identifiers = {c: row[c] for c in IDENTIFIER_COLUMNS if row.get(c)}
@@ -139,7 +140,7 @@ def fingerprint_inputs(paths: Iterable[str], dicom_uid: Callable[[str], str] | N
 
     records = []
     for text in dict.fromkeys(paths):
-        path = Path(text)
+        path = path_from_text(text)
         try:
             kind = kind_of(raster.sniff_file(path))
         except Exception as exc:  # a file gone since screening: say so, keep going
@@ -192,13 +193,16 @@ def build_content(
 
     with_thumbnail = sorted((e for e in entries if e.ok and e.thumbnail is not None), key=_suspicion, reverse=True)
     gallery = with_thumbnail[:max_thumbnails]
-    if len(with_thumbnail) > max_thumbnails:
-        notes.append(f"Thumbnails: the {max_thumbnails} most suspicious of {len(with_thumbnail)} classified frames "
+    classified = sum(1 for e in entries if e.ok)
+    missing = classified - len(with_thumbnail)
+    if len(with_thumbnail) > max_thumbnails:  # the gallery draws from the frames with a thumbnail only
+        among = (f"{classified} classified frames" if not missing else
+                 f"the {len(with_thumbnail)} of {classified} classified frames that have a thumbnail")
+        notes.append(f"Thumbnails: the {max_thumbnails} most suspicious of {among} "
                      f"(highest tumour probability first); every frame is in the table and in results.csv.")
-    missing = sum(1 for e in entries if e.ok and e.thumbnail is None)
     if missing:
-        notes.append(f"{missing} classified frames have no thumbnail (screened by an earlier run without --report, "
-                     "or stopped before it was written).")
+        notes.append(f"{missing} classified {'frame has' if missing == 1 else 'frames have'} no thumbnail "
+                     "(screened by an earlier run without --report, or stopped before it was written).")
 
     errors = [e for e in entries if not e.ok]
     series = summarize_series(rows, classes)
@@ -249,12 +253,23 @@ def fmt(value: float, digits: int = 3) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
+def integrity_warning(run: Mapping[str, Any]) -> str:
+    """The warning every page of a report carries when the run's model was not verified, else "".
+
+    Driven by the run info alone (``run["model"]["integrity"]``, the model card), so the command
+    line's and the viewer's reports agree; a card without the entry counts as unverified.
+    """
+    card = run.get("model") or {}
+    return "" if is_verified(card.get("integrity")) else UNVERIFIED_WARNING
+
+
 def model_facts(run: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The model card as (label, text) pairs."""
     card = run.get("model") or {}
     facts = [
         ("Name", str(card.get("name", ""))),
         ("Version", str(card.get("version", ""))),
+        ("Integrity", str(card.get("integrity") or "unknown (not recorded)")),
         ("Architecture", str(card.get("architecture", ""))),
         ("Task", str(card.get("task", ""))),
         ("Classes", ", ".join(card.get("classes", []))),

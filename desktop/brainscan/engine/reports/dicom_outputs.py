@@ -33,10 +33,12 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
 from brainscan.engine import raster
+from brainscan.engine.integrity import UNVERIFIED_WARNING, is_verified
 from brainscan.engine.loading import kind_of
 from brainscan.engine.overlay import blend
 from brainscan.engine.reports import common, privacy, sr_codes
 from brainscan.engine.reports.thumbnails import colour_bar, frame_stem
+from brainscan.engine.results import path_from_text
 from brainscan.engine.screening import FrameResult
 
 log = logging.getLogger(__name__)
@@ -72,22 +74,64 @@ class DicomSummary:
 
 
 # -- pictures ------------------------------------------------------------------------------------
+CAPTION_FONT = cv2.FONT_HERSHEY_SIMPLEX
+MIN_CAPTION_SCALE = 0.35  # capitals about 9 pixels high: the smallest that stays legible
+CAPTION_MARGIN = 4
+MIN_BAR_WIDTH = 64
+MAX_BAR_WIDTH = 256
+
+
+def _caption_width(lines: list[str], scale: float) -> int:
+    """Pixels the widest of ``lines`` takes at ``scale`` (0 for no lines)."""
+    return max((cv2.getTextSize(text, CAPTION_FONT, scale, 1)[0][0] for text in lines), default=0)
+
+
 def burn_in(picture: np.ndarray, heat: np.ndarray | None, lines: list[str], *, colormap: str = "jet",
             opacity: float = 0.45) -> np.ndarray:
-    """The overlay with a caption strip under it: ``lines`` of text, then the colour bar when there is heat."""
+    """The overlay with a caption strip under it: ``lines`` of text, then the colour bar when there is heat.
+
+    The text is scaled down to fit the picture's width, but not below :data:`MIN_CAPTION_SCALE`;
+    a picture narrower than the caption at that scale (or than :data:`MIN_BAR_WIDTH`) is centred
+    on a black background as wide as the caption, so that every picture, down to 1 x 1, gets the
+    whole caption and colour bar. The picture's own pixels are never resampled.
+
+    Parameters
+    ----------
+    picture
+        H x W x 3 uint8, the model's picture.
+    heat
+        H x W heat map in [0, 1], or None for no heat map (and no colour bar).
+    lines
+        Caption lines, ASCII (OpenCV's Hershey font has no other glyphs).
+
+    Returns
+    -------
+    numpy.ndarray
+        (H + strip) x max(W, caption width) x 3 uint8, C-contiguous.
+    """
     mixed = blend(picture, heat, colormap=colormap, opacity=opacity) if heat is not None else picture.copy()
-    width = mixed.shape[1]
-    scale = max(0.3, min(1.0, width / 700))
+    height, width = mixed.shape[:2]
+    room = width - 2 * CAPTION_MARGIN
+    scale = max(MIN_CAPTION_SCALE, min(1.0, width / 700))
+    while scale > MIN_CAPTION_SCALE and _caption_width(lines, scale) > room:
+        scale = max(MIN_CAPTION_SCALE, round(scale - 0.05, 2))
+    canvas = max(width, _caption_width(lines, scale) + 2 * CAPTION_MARGIN,
+                 MIN_BAR_WIDTH + 2 * CAPTION_MARGIN if heat is not None else 0)
+    if canvas > width:  # too narrow for the caption: centre the picture on black, pixels untouched
+        left = (canvas - width) // 2
+        padded = np.zeros((height, canvas, 3), dtype=np.uint8)
+        padded[:, left:left + width] = mixed
+        mixed = padded
     line_height = int(22 * scale + 6)
     bar_height = max(4, line_height // 3) if heat is not None else 0
-    strip = np.zeros((line_height * len(lines) + bar_height + 8, width, 3), dtype=np.uint8)
+    strip = np.zeros((line_height * len(lines) + bar_height + 8, canvas, 3), dtype=np.uint8)
     for number, text in enumerate(lines):
         y = line_height * (number + 1)
-        cv2.putText(strip, text, (4, y - 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(strip, text, (CAPTION_MARGIN, y - 4), CAPTION_FONT, scale, (255, 255, 255), 1, cv2.LINE_AA)
     if bar_height:  # the colour bar on its own row: low heat left, high heat right
         top = line_height * len(lines) + 2
-        bar_width = max(8, min(256, width - 8))
-        strip[top:top + bar_height, 4:4 + bar_width] = colour_bar(colormap, bar_width, bar_height)
+        bar_width = min(MAX_BAR_WIDTH, canvas - 2 * CAPTION_MARGIN)
+        strip[top:top + bar_height, CAPTION_MARGIN:CAPTION_MARGIN + bar_width] = colour_bar(colormap, bar_width, bar_height)
     return np.ascontiguousarray(np.vstack([mixed, strip]))
 
 
@@ -145,10 +189,11 @@ class DicomWriter:
         The folder cannot be used, or holds objects of the other ``--deidentify`` choice.
     """
 
-    def __init__(self, folder: Path, settings: DicomSettings) -> None:
+    def __init__(self, folder: Path, settings: DicomSettings, uids: privacy.UidFactory | None = None) -> None:
         self.folder = common.ensure_folder(Path(folder))
         self.settings = settings
-        self.uids = privacy.open_state(self.folder, deidentify=settings.deidentify)
+        # the run's one mapping (shared with results.csv under --deidentify), else this folder's own
+        self.uids = uids or privacy.open_state(self.folder, deidentify=settings.deidentify)
         self.summary = DicomSummary()
 
     # -- secondary captures, while screening ------------------------------------------------------
@@ -216,11 +261,14 @@ class DicomWriter:
             sc.PatientOrientation = ""  # Type 2: unknown (the source has no orientation)
         sc.BodyPartExamined = str(header.get("BodyPartExamined") or "BRAIN")  # what the model screens
         sc.BurnedInAnnotation = "YES" if str(header.get("BurnedInAnnotation", "")).upper() == "YES" else "NO"
-        sc.ImageComments = "RESEARCH USE ONLY. Not for diagnosis or any clinical decision."
+        sc.ImageComments = "RESEARCH USE ONLY. Not for diagnosis or any clinical decision." + (
+            "" if is_verified(self.settings.model_card.get("integrity")) else f" {UNVERIFIED_WARNING}.")
         sc.DerivationDescription = (
             f"brainscan {self.settings.application_version}: model picture with the {cam} heat map of the "
             f"predicted class (colour map {self.settings.colormap}, opacity {self.settings.opacity:.2f}); "
             "label, probability and RESEARCH USE ONLY burned in below the image"
+            + ("; the picture centred on a black background widened to fit the caption"
+               if pixels.shape[1] > result.frame.picture.shape[1] else "")
         )[:1024]
         if source_uid:
             reference = Dataset()
@@ -250,7 +298,7 @@ class DicomWriter:
             path = row["path"]
             if path not in kinds:
                 try:
-                    kinds[path] = kind_of(raster.sniff_file(Path(path)))
+                    kinds[path] = kind_of(raster.sniff_file(path_from_text(path)))
                 except Exception:
                     kinds[path] = "unknown"
             if kinds[path] == "raster":
@@ -259,7 +307,7 @@ class DicomWriter:
                 continue
             if path not in headers:
                 try:
-                    source = read_source_header(Path(path))
+                    source = read_source_header(path_from_text(path))
                     headers[path] = privacy.reference_header(source, deidentify=self.settings.deidentify, uids=self.uids)
                 except Exception as exc:
                     self.summary.failures.append(f"{path}: header unreadable for the report ({type(exc).__name__})")
@@ -295,6 +343,7 @@ class DicomWriter:
                 f"model {card.get('name', '')} {card.get('version', '')}",
                 f"architecture {card.get('architecture', '')}",
                 f"model SHA-256 {card.get('sha256', '')}",
+                f"model integrity {card.get('integrity') or 'unknown'}",
                 f"heat map {self.settings.cam_method or 'none'}",
                 "RESEARCH USE ONLY",
             ],

@@ -1,7 +1,7 @@
 """The HTML report: one self-contained file (inline CSS, pictures as base64 data URIs, no links out).
 
 The research-use notice heads and ends the page, and in print it repeats at the top and bottom of
-every printed page.
+every printed page; so does the unverified-model warning when the run's model was not verified.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from brainscan.engine.reports.content import (
     ImageEntry,
     ReportContent,
     fmt,
+    integrity_warning,
     model_facts,
     provenance_facts,
     series_text,
@@ -35,9 +36,10 @@ tr.flag td{background:#fff4d6}tr.err td{background:#fde2e2}
 .flagtext{color:#8a5a00}.errtext{color:#a00}.small{font-size:11px;color:#555}
 .bar img{width:256px;height:12px;display:block}.bar span{display:inline-block;width:128px;font-size:11px}
 .bar span.r{text-align:right}
+.unverified{display:block;background:#ffc107;color:#8b0000;margin:6px -10px -6px -10px;padding:4px 10px}
 @media print{.notice.top{position:fixed;top:0;left:0;right:0;margin:0}
 .notice.bottom{position:fixed;bottom:0;left:0;right:0;margin:0}body{margin:40px 12px}
-tr,.thumb{page-break-inside:avoid}}
+tr,.thumb{page-break-inside:avoid}body.unverified-model{margin:68px 12px}}
 """
 
 
@@ -79,12 +81,16 @@ def render_html(content: ReportContent) -> str:
     """The report as one HTML document (str)."""
     counts = content.counts
     notice = escape(content.notice)
+    warning = integrity_warning(content.run)
+    banner = notice
+    if warning:  # inside the notice, so it repeats with it on every printed page
+        banner += f"<span class=unverified>{escape(warning)}; its results may come from altered weights</span>"
     out: list[str] = [
         "<!DOCTYPE html>",
         "<html lang=en><head><meta charset=utf-8>",
         f"<title>{escape(content.title)} - {escape(common.RESEARCH_BANNER)}</title>",
-        f"<style>{CSS}</style></head><body>",
-        f"<div class='notice top'>{notice}</div>",
+        f"<style>{CSS}</style></head><body{' class=unverified-model' if warning else ''}>",
+        f"<div class='notice top'>{banner}</div>",
         f"<h1>{escape(content.title)}</h1>",
         f"<p class=small>Written {escape(content.created)} by {escape(str(content.run.get('application', '')))}. "
         f"{notice}</p>",
@@ -138,7 +144,7 @@ def render_html(content: ReportContent) -> str:
     rows = [["path", "kind", "SHA-256 (raster) or SOP Instance UID (DICOM)"]]
     rows += [[i.path, i.kind, i.fingerprint or i.note] for i in content.inputs]
     out.append(_grid(rows))
-    out.append(f"<div class='notice bottom'>{notice}</div></body></html>")
+    out.append(f"<div class='notice bottom'>{banner}</div></body></html>")
     return "\n".join(out)
 
 

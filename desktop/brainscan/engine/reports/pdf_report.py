@@ -1,30 +1,33 @@
 """The PDF report, laid out with reportlab's platypus (text, tables and pictures, not a screenshot).
 
-Every page carries the research-use notice in its header and footer (drawn by the page template);
-tables repeat their header row and split across pages.
+Every page carries the research-use notice in its header and footer (drawn by the page template),
+and, when the run's model was not verified against its weights checksum, a warning band under the
+header; tables repeat their header row and split across pages.
 """
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
-from xml.sax.saxutils import escape
 
 from brainscan.engine.reports import common
 from brainscan.engine.reports.content import (
     ImageEntry,
     ReportContent,
     fmt,
+    integrity_warning,
     model_facts,
     provenance_facts,
     series_text,
     validation_facts,
 )
+from brainscan.engine.reports.pdf_fonts import escape  # XML escape with fallback fonts for CJK, emoji
 from brainscan.engine.reports.thumbnails import colour_bar, png_bytes
 
 TABLE_CHUNK = 250  # rows per table object: reportlab splits long tables slowly
 GALLERY_COLUMNS = 5
 THUMB_POINTS = 130
+WARNING_BAND = 14  # points: the unverified-model band under the header
 
 
 def _styles():
@@ -43,12 +46,18 @@ def _styles():
     }
 
 
-def _page_decorations(notice: str, title: str):
+def _page_decorations(notice: str, title: str, warning: str = ""):
     from reportlab.lib import colors
 
     def draw(canvas, doc) -> None:
         width, height = doc.pagesize
         canvas.saveState()
+        if warning:  # an unverified model: a band under the header of every page
+            canvas.setFillColor(colors.HexColor("#ffc107"))
+            canvas.rect(0, height - 22 - WARNING_BAND, width, WARNING_BAND, stroke=0, fill=1)
+            canvas.setFillColor(colors.HexColor("#8b0000"))
+            canvas.setFont("Helvetica-Bold", 8.5)
+            canvas.drawCentredString(width / 2, height - 32.5, f"{warning}; its results may come from altered weights")
         canvas.setFillColor(colors.HexColor("#8b0000"))
         canvas.rect(0, height - 22, width, 22, stroke=0, fill=1)
         canvas.rect(0, 0, width, 20, stroke=0, fill=1)
@@ -213,18 +222,20 @@ def render_pdf(content: ReportContent) -> bytes:
     from reportlab.platypus import BaseDocTemplate, Frame, PageTemplate
 
     rl_config.useA85 = 0  # binary image streams: ASCII85 in pure Python took seconds per hundred pictures
+    warning = integrity_warning(content.run)
     buffer = io.BytesIO()
     doc = BaseDocTemplate(
         buffer,
         pagesize=landscape(A4),
-        leftMargin=28, rightMargin=28, topMargin=36, bottomMargin=32,
+        leftMargin=28, rightMargin=28, topMargin=36 + (WARNING_BAND if warning else 0), bottomMargin=32,
         title=f"{content.title} - {common.RESEARCH_BANNER}",
         author="brainscan",
         subject=content.notice,
         creator=str(content.run.get("application", "brainscan")),
     )
     frame = Frame(doc.leftMargin, doc.bottomMargin, doc.width, doc.height, id="body")
-    doc.addPageTemplates([PageTemplate(id="page", frames=[frame], onPage=_page_decorations(content.notice, content.title))])
+    decorations = _page_decorations(content.notice, content.title, warning)
+    doc.addPageTemplates([PageTemplate(id="page", frames=[frame], onPage=decorations)])
     doc.build(build_story(content, doc.width))
     return buffer.getvalue()
 

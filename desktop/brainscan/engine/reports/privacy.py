@@ -105,7 +105,7 @@ def open_state(folder: Path, *, deidentify: bool) -> UidFactory:
         if before != deidentify:
             was = "with" if before else "without"
             raise ReportError(
-                f"{folder}: holds DICOM objects written {was} --deidentify; run again {was} it, or use a new --out folder"
+                f"{folder}: holds results written {was} --deidentify; run again {was} it, or use a new --out folder"
             )
         return UidFactory(key)
     key = secrets.token_hex(16)

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from brainscan.engine.reports import common
+from brainscan.engine.loading import FrameRef
+from brainscan.engine.reports import common, privacy
 from brainscan.engine.reports.content import MAX_TABLE_ROWS, MAX_THUMBNAILS, build_content
 from brainscan.engine.reports.flags import ReviewRule
 from brainscan.engine.reports.thumbnails import (
@@ -78,7 +79,8 @@ class ReportSession:
     """
 
     def __init__(self, out_dir: Path, options: ReportOptions, *, application_version: str,
-                 model_card: Mapping[str, Any], cam_method: str | None) -> None:
+                 model_card: Mapping[str, Any], cam_method: str | None,
+                 uids: privacy.UidFactory | None = None) -> None:
         self.out_dir = Path(out_dir)
         self.options = options
         self.cam_method = cam_method
@@ -90,7 +92,14 @@ class ReportSession:
             self.dicom = DicomWriter(self.out_dir / common.DICOM_DIR, DicomSettings(
                 application_version=application_version, model_card=model_card, cam_method=cam_method,
                 colormap=options.colormap, opacity=options.opacity, deidentify=options.deidentify,
-            ))
+            ), uids)
+
+    def missing(self, ref: FrameRef) -> bool:
+        """Whether an output this session writes for a classified frame is not on disk (a run killed
+        between the frame's row and its files): resume then makes it again."""
+        if self.thumbnails is not None and not (self.thumbnails / thumbnail_name(ref.path, ref.frame)).is_file():
+            return True
+        return self.dicom is not None and ref.kind == "dicom" and not self.dicom.sc_path(ref.path, ref.frame).is_file()
 
     def add(self, result: FrameResult) -> None:
         """Write what one result needs now: its thumbnail, its Secondary Capture.
