@@ -24,9 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from brainscan.engine.cam import compute_cam
-from brainscan.engine.inference import Classifier
-from brainscan.engine.loading import discover, load_frame
+from brainscan.engine.input.discovery import discover
+from brainscan.engine.input.loading import load_frame
+from brainscan.engine.model.cam import compute_cam
+from brainscan.engine.model.inference import Classifier
 from brainscan.engine.resources import default_model_path
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "brain-tumor-mri" / "Training"

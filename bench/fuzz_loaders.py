@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/fuzz_loaders.py --seconds 300 [--findings bench/fuzz-findings]
 
-Property, for every input (a file of up to ``--max-len`` bytes): :func:`brainscan.engine.loading.discover`
-finds it, and :func:`~brainscan.engine.loading.load_frame` either returns a ``Frame`` whose
+Property, for every input (a file of up to ``--max-len`` bytes): :func:`brainscan.engine.input.discovery.discover`
+finds it, and :func:`~brainscan.engine.input.loading.load_frame` either returns a ``Frame`` whose
 ``picture`` is uint8 H x W x 3, or raises an :class:`~brainscan.engine.errors.InputError` subclass.
 Anything else is a finding: another exception (saved, de-duplicated by exception type and the
 line that raised it, and fuzzing goes on), a hang longer than ``--timeout`` seconds, memory above
@@ -97,10 +97,10 @@ class Target:
     """Writes each input to a file and checks the property; saves unexpected exceptions."""
 
     def __init__(self, scratch: Path, findings: Path) -> None:
-        from brainscan.engine import loading
         from brainscan.engine.errors import InputError
+        from brainscan.engine.input import discovery, loading
 
-        self.loading, self.InputError = loading, InputError
+        self.discovery, self.loading, self.InputError = discovery, loading, InputError
         self.path = scratch / "input"
         self.findings = findings
         self.seen: set[str] = set()
@@ -112,7 +112,7 @@ class Target:
         self.runs += 1
         self.path.write_bytes(data)
         try:
-            refs = self.loading.discover([self.path])
+            refs = self.discovery.discover([self.path])
             assert refs, "discover() found nothing"
             for ref in refs[:4]:  # a fuzzed NumberOfFrames may be large
                 frame = self.loading.load_frame(ref)
@@ -143,7 +143,7 @@ def worker(args: argparse.Namespace) -> None:
     import atheris
 
     with atheris.instrument_imports(include=["brainscan", "pydicom"]):
-        from brainscan.engine import loading  # noqa: F401
+        from brainscan.engine.input import discovery, loading  # noqa: F401
 
     import cv2
 

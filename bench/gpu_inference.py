@@ -39,9 +39,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from brainscan.engine.inference import Classifier, softmax
-from brainscan.engine.loading import discover, load_frame
-from brainscan.engine.preprocess import to_model_input
+from brainscan.engine.input.discovery import discover
+from brainscan.engine.input.loading import load_frame
+from brainscan.engine.model.inference import Classifier, softmax
+from brainscan.engine.model.preprocess import to_model_input
 from brainscan.engine.resources import default_model_path
 
 ROOT = Path(__file__).resolve().parents[1]

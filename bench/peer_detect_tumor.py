@@ -35,10 +35,11 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from brainscan.engine.inference import Classifier
-from brainscan.engine.loading import discover, load_frame
+from brainscan.engine.input.discovery import discover
+from brainscan.engine.input.loading import load_frame
+from brainscan.engine.model.inference import Classifier
 from brainscan.engine.resources import default_model_path
-from brainscan.engine.screening import screen
+from brainscan.engine.run.screening import screen
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "brain-tumor-mri" / "Training"

@@ -31,11 +31,12 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from brainscan.engine.folder_run import FolderRun, RunSettings
-from brainscan.engine.inference import Classifier
-from brainscan.engine.loading import discover, load_frame
-from brainscan.engine.preprocess import to_model_input
+from brainscan.engine.input.discovery import discover
+from brainscan.engine.input.loading import load_frame
+from brainscan.engine.model.inference import Classifier
+from brainscan.engine.model.preprocess import to_model_input
 from brainscan.engine.resources import default_model_path
+from brainscan.engine.run.folder_run import FolderRun, RunSettings
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "brain-tumor-mri" / "Training"
 

@@ -238,7 +238,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
 
-    from brainscan.engine.inference import Classifier
+    from brainscan.engine.model.inference import Classifier
     from brainscan.engine.resources import default_model_path
     from brainscan.gui.app import create_application
 

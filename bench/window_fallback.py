@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from brainscan.engine.dicom_pixels import apply_window, grey_to_rgb, percentile_window
-from brainscan.engine.inference import Classifier
+from brainscan.engine.input.dicom_pixels import apply_window, grey_to_rgb, percentile_window
+from brainscan.engine.model.inference import Classifier
 from brainscan.engine.resources import default_model_path
 from trainer.config import FitConfig
 from trainer.prepared_data import prepare_data

@@ -21,8 +21,8 @@ import numpy as np
 import onnx
 
 from brainscan.engine.errors import BrainscanError
-from brainscan.engine.inference import Classifier
-from brainscan.engine.integrity import VERIFIED, stamp_contract
+from brainscan.engine.model.inference import Classifier
+from brainscan.engine.model.integrity import VERIFIED, stamp_contract
 
 
 def stamp(source: Path, target: Path) -> str:

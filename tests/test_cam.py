@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from brainscan.engine.cam import (
+from brainscan.engine.model.cam import (
     METHODS,
     cam_on_picture,
     class_gradients,

@@ -226,7 +226,7 @@ def test_a_usage_error_points_to_the_help_of_the_command_it_belongs_to(arguments
 
 
 def test_the_progress_bar_counts_errors_as_a_plain_integer(model, tmp_path, capsys, monkeypatch):
-    from brainscan.engine.folder_run import FolderRun
+    from brainscan.engine.run.folder_run import FolderRun
 
     monkeypatch.setattr(FolderRun, "counts", property(lambda self: {"ok": 1, "error": 20000}))
     status = main(["screen", str(_real_images(2)[0]), "--out", str(tmp_path / "out"), "--model", str(model),

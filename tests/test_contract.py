@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from brainscan.engine.contract import METADATA_KEY, ModelContract, TensorSpec, check_graph
 from brainscan.engine.errors import ModelError
+from brainscan.engine.model.contract import METADATA_KEY, ModelContract, TensorSpec, check_graph
 from tiny_models import tiny_contract
 
 GOOD_INPUTS = [TensorSpec("input", ["N", 3, 64, 64])]

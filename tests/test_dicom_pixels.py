@@ -14,8 +14,8 @@ from pydicom.sequence import Sequence
 from pydicom.uid import RLELossless
 
 import dicom_factory as factory
-from brainscan.engine import dicom_pixels as dp
 from brainscan.engine.errors import CorruptImageError, DicomError, ImageTooLargeError
+from brainscan.engine.input import dicom_pixels
 
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"  # shipped inside the package
 
@@ -41,14 +41,14 @@ def mr_values(dicom_samples: SimpleNamespace) -> np.ndarray:
 def test_rescale_is_applied_in_float_without_integer_overflow() -> None:
     stored = np.array([[0, 1000, 65535]], dtype=np.uint16)
     ds = grey_dataset(stored, bits_stored=16, RescaleSlope=2, RescaleIntercept=-1024)
-    values = dp.modality_lut(stored, ds)
+    values = dicom_pixels.modality_lut(stored, ds)
     assert values.dtype == np.float64
     np.testing.assert_array_equal(values, [[-1024.0, 976.0, 130046.0]])
 
 
 def test_missing_rescale_keeps_the_stored_values() -> None:
     stored = np.array([[5, 4095]], dtype=np.uint16)
-    np.testing.assert_array_equal(dp.modality_lut(stored, grey_dataset(stored)), [[5.0, 4095.0]])
+    np.testing.assert_array_equal(dicom_pixels.modality_lut(stored, grey_dataset(stored)), [[5.0, 4095.0]])
 
 
 def test_modality_lut_sequence_is_applied() -> None:
@@ -59,7 +59,7 @@ def test_modality_lut_sequence_is_applied() -> None:
     item.ModalityLUTType = "HU"
     item.LUTData = [100, 200, 400, 800]
     ds.ModalityLUTSequence = Sequence([item])
-    np.testing.assert_array_equal(dp.modality_lut(stored, ds), [[100.0, 200.0, 400.0, 800.0]])
+    np.testing.assert_array_equal(dicom_pixels.modality_lut(stored, ds), [[100.0, 200.0, 400.0, 800.0]])
 
 
 def test_enhanced_rescale_is_read_from_the_functional_groups() -> None:
@@ -71,31 +71,31 @@ def test_enhanced_rescale_is_read_from_the_functional_groups() -> None:
     shared = Dataset()
     shared.PixelValueTransformationSequence = Sequence([transform])
     ds.SharedFunctionalGroupsSequence = Sequence([shared])
-    np.testing.assert_array_equal(dp.modality_lut(stored, ds), [[31.0, 61.0]])
+    np.testing.assert_array_equal(dicom_pixels.modality_lut(stored, ds), [[31.0, 61.0]])
 
 
 # -- the VOI window --------------------------------------------------------------------------------
 def test_degenerate_window_11_22_on_data_reaching_1000_is_rejected(mr_values: np.ndarray) -> None:
     values = mr_values.astype(np.float32)
     assert values.max() > 900
-    window = dp.voi_window(values, grey_dataset(mr_values, WindowCenter=11, WindowWidth=22))
+    window = dicom_pixels.voi_window(values, grey_dataset(mr_values, WindowCenter=11, WindowWidth=22))
     assert window.source == "percentile"
     low, high = float(values.min()), float(values.max())  # the full range, as the training exports
     assert (window.center, window.width) == ((low + high) / 2, high - low)
 
 
 def test_sane_window_from_the_tags_is_used(mr_values: np.ndarray) -> None:
-    window = dp.voi_window(
+    window = dicom_pixels.voi_window(
         mr_values.astype(np.float32), grey_dataset(mr_values, WindowCenter=450, WindowWidth=800)
     )
-    assert window == dp.Window(450.0, 800.0, "tags")
+    assert window == dicom_pixels.Window(450.0, 800.0, "tags")
 
 
 def test_only_the_first_of_several_windows_is_considered(mr_values: np.ndarray) -> None:
     ds = grey_dataset(mr_values, WindowCenter=[450, 11], WindowWidth=[800, 22])
-    assert dp.voi_window(mr_values.astype(np.float32), ds).source == "tags"
+    assert dicom_pixels.voi_window(mr_values.astype(np.float32), ds).source == "tags"
     ds = grey_dataset(mr_values, WindowCenter=[11, 450], WindowWidth=[22, 800])
-    assert dp.voi_window(mr_values.astype(np.float32), ds).source == "percentile"
+    assert dicom_pixels.voi_window(mr_values.astype(np.float32), ds).source == "percentile"
 
 
 @pytest.mark.parametrize(
@@ -113,31 +113,31 @@ def test_insane_windows_fall_back_to_percentiles(
     mr_values: np.ndarray, center: float, width: float, why: str
 ) -> None:
     ds = grey_dataset(mr_values, WindowCenter=center, WindowWidth=width)
-    assert dp.voi_window(mr_values.astype(np.float32), ds).source == "percentile", why
+    assert dicom_pixels.voi_window(mr_values.astype(np.float32), ds).source == "percentile", why
 
 
 def test_window_tags_that_are_not_numbers_fall_back_to_percentiles(mr_values: np.ndarray) -> None:
     ds = grey_dataset(mr_values)
     ds.add_new(0x00281050, "DS", "")
-    assert dp.voi_window(mr_values.astype(np.float32), ds).source == "percentile"
+    assert dicom_pixels.voi_window(mr_values.astype(np.float32), ds).source == "percentile"
 
 
 def test_percentile_window_of_a_constant_image_is_usable() -> None:
-    window = dp.percentile_window(np.full((4, 4), 7.0))
+    window = dicom_pixels.percentile_window(np.full((4, 4), 7.0))
     assert window.width > 0
-    picture = dp.apply_window(np.full((4, 4), 7.0), window.center, window.width)
+    picture = dicom_pixels.apply_window(np.full((4, 4), 7.0), window.center, window.width)
     assert picture.dtype == np.uint8 and len(np.unique(picture)) == 1
 
 
 def test_apply_window_is_linear_from_lower_to_upper_bound() -> None:
     values = np.array([-100.0, 0.0, 50.0, 100.0, 25.0, 400.0])
-    picture = dp.apply_window(values, center=50.0, width=100.0)
+    picture = dicom_pixels.apply_window(values, center=50.0, width=100.0)
     assert picture.dtype == np.uint8
     assert picture.tolist() == [0, 0, 128, 255, 64, 255]  # 127.5 and 63.75 round up
 
 
 def test_apply_window_works_for_widths_below_one() -> None:
-    assert dp.apply_window(np.array([0.0, 0.0005, 0.001]), center=0.0005, width=0.001).tolist() == [
+    assert dicom_pixels.apply_window(np.array([0.0, 0.0005, 0.001]), center=0.0005, width=0.001).tolist() == [
         0,
         128,
         255,
@@ -147,11 +147,11 @@ def test_apply_window_works_for_widths_below_one() -> None:
 # -- whole pictures ----------------------------------------------------------------------------
 def test_grey_picture_replicates_the_window_into_three_channels(mr_values: np.ndarray) -> None:
     ds = grey_dataset(mr_values, WindowCenter=450, WindowWidth=800)
-    picture, values, window = dp.to_picture(ds)
+    picture, values, window = dicom_pixels.to_picture(ds)
     assert picture.shape == (*mr_values.shape, 3) and picture.dtype == np.uint8
     assert values is not None and values.dtype == np.float32
-    assert window == dp.Window(450.0, 800.0, "tags")
-    np.testing.assert_array_equal(picture[:, :, 0], dp.apply_window(values, 450.0, 800.0))
+    assert window == dicom_pixels.Window(450.0, 800.0, "tags")
+    np.testing.assert_array_equal(picture[:, :, 0], dicom_pixels.apply_window(values, 450.0, 800.0))
     assert (picture[:, :, 0] == picture[:, :, 2]).all()
 
 
@@ -161,8 +161,8 @@ def test_rescaled_slice_gives_the_same_picture_as_its_unrescaled_twin(mr_values:
     halved = grey_dataset(
         ((even.astype(np.int32) + 1024) // 2).astype(np.uint16), RescaleSlope=2, RescaleIntercept=-1024
     )
-    picture_plain, values_plain, _ = dp.to_picture(plain)
-    picture_halved, values_halved, _ = dp.to_picture(halved)
+    picture_plain, values_plain, _ = dicom_pixels.to_picture(plain)
+    picture_halved, values_halved, _ = dicom_pixels.to_picture(halved)
     np.testing.assert_array_equal(values_halved, values_plain)
     np.testing.assert_array_equal(picture_halved, picture_plain)
 
@@ -174,8 +174,8 @@ def test_monochrome1_picture_equals_its_monochrome2_twin(dicom_samples: SimpleNa
         if pair == "percentile"
         else (dicom_samples.mono2_windowed, dicom_samples.mono1_windowed)
     )
-    picture2, values2, window2 = dp.to_picture(pydicom.dcmread(mono2))
-    picture1, values1, window1 = dp.to_picture(pydicom.dcmread(mono1))
+    picture2, values2, window2 = dicom_pixels.to_picture(pydicom.dcmread(mono2))
+    picture1, values1, window1 = dicom_pixels.to_picture(pydicom.dcmread(mono1))
     assert window1.source == window2.source == pair
     np.testing.assert_array_equal(values1, 4095 - values2)  # values stay modality values
     np.testing.assert_array_equal(picture1, picture2)
@@ -184,31 +184,31 @@ def test_monochrome1_picture_equals_its_monochrome2_twin(dicom_samples: SimpleNa
 
 def test_invert_monochrome1_negates_values_and_window_only_for_monochrome1() -> None:
     values = np.array([[1.0, 2.0]])
-    window = dp.Window(1.5, 1.0, "tags")
+    window = dicom_pixels.Window(1.5, 1.0, "tags")
     ds = grey_dataset(np.zeros((1, 2), np.uint16))
-    assert dp.invert_monochrome1(values, window, ds) == (values, window)
+    assert dicom_pixels.invert_monochrome1(values, window, ds) == (values, window)
     ds.PhotometricInterpretation = "MONOCHROME1"
-    shown, shown_window = dp.invert_monochrome1(values, window, ds)
+    shown, shown_window = dicom_pixels.invert_monochrome1(values, window, ds)
     np.testing.assert_array_equal(shown, -values)
-    assert shown_window == dp.Window(-1.5, 1.0, "tags")
+    assert shown_window == dicom_pixels.Window(-1.5, 1.0, "tags")
 
 
 def test_rgb_dicom_keeps_its_colours(dicom_samples: SimpleNamespace) -> None:
-    picture, values, window = dp.to_picture(pydicom.dcmread(dicom_samples.rgb))
+    picture, values, window = dicom_pixels.to_picture(pydicom.dcmread(dicom_samples.rgb))
     np.testing.assert_array_equal(picture, dicom_samples.rgb_pixels)
     assert values is None and window is None
 
 
 def test_ybr_jpeg_is_converted_to_rgb() -> None:
-    rgb, _, _ = dp.to_picture(pydicom.dcmread(bundled("SC_rgb_dcmtk_+eb+cr.dcm")))  # RGB, uncompressed
-    ybr, _, _ = dp.to_picture(pydicom.dcmread(bundled("SC_rgb_jpeg_dcmtk.dcm")))  # YBR_FULL_422 baseline JPEG
+    rgb, _, _ = dicom_pixels.to_picture(pydicom.dcmread(bundled("SC_rgb_dcmtk_+eb+cr.dcm")))  # RGB, uncompressed
+    ybr, _, _ = dicom_pixels.to_picture(pydicom.dcmread(bundled("SC_rgb_jpeg_dcmtk.dcm")))  # YBR_FULL_422 baseline JPEG
     assert ybr.shape == rgb.shape
     assert np.abs(ybr.astype(int) - rgb.astype(int)).mean() < 3
     assert rgb[5, 50].tolist() == [255, 0, 0]  # the red band stays red, not blue
 
 
 def test_palette_colour_goes_through_its_lut() -> None:
-    picture, values, _ = dp.to_picture(pydicom.dcmread(bundled("examples_palette.dcm")))
+    picture, values, _ = dicom_pixels.to_picture(pydicom.dcmread(bundled("examples_palette.dcm")))
     assert picture.ndim == 3 and picture.shape[2] == 3 and values is None
     assert (picture[:, :, 0] != picture[:, :, 2]).any()
 
@@ -216,18 +216,18 @@ def test_palette_colour_goes_through_its_lut() -> None:
 def test_each_frame_of_a_multiframe_file_is_its_own_picture(dicom_samples: SimpleNamespace) -> None:
     multi = pydicom.dcmread(dicom_samples.multiframe)
     for index, single_path in enumerate(dicom_samples.multiframe_frames):
-        picture, values, _ = dp.to_picture(multi, index)
-        expected, expected_values, _ = dp.to_picture(pydicom.dcmread(single_path))
+        picture, values, _ = dicom_pixels.to_picture(multi, index)
+        expected, expected_values, _ = dicom_pixels.to_picture(pydicom.dcmread(single_path))
         np.testing.assert_array_equal(values, expected_values)
         np.testing.assert_array_equal(picture, expected)
     with pytest.raises(DicomError, match="has no frame 3"):
-        dp.to_picture(multi, 3)
+        dicom_pixels.to_picture(multi, 3)
 
 
 # -- refusals ----------------------------------------------------------------------------------
 def test_dataset_without_pixel_data_is_a_dicom_error_naming_the_file(dicom_samples: SimpleNamespace) -> None:
     with pytest.raises(DicomError, match="has no pixel data") as caught:
-        dp.to_picture(pydicom.dcmread(dicom_samples.no_pixels))
+        dicom_pixels.to_picture(pydicom.dcmread(dicom_samples.no_pixels))
     assert str(dicom_samples.no_pixels) in str(caught.value)
 
 
@@ -235,12 +235,12 @@ def test_image_header_without_its_pixels_is_reported_as_truncated(dicom_samples:
     ds = pydicom.dcmread(dicom_samples.single)
     del ds.PixelData
     with pytest.raises(CorruptImageError, match="truncated"):
-        dp.to_picture(ds)
+        dicom_pixels.to_picture(ds)
 
 
 def test_truncated_pixel_data_is_corrupt(dicom_samples: SimpleNamespace) -> None:
     with pytest.raises(CorruptImageError, match="truncated") as caught:
-        dp.to_picture(pydicom.dcmread(dicom_samples.truncated))
+        dicom_pixels.to_picture(pydicom.dcmread(dicom_samples.truncated))
     assert str(dicom_samples.truncated) in str(caught.value)
 
 
@@ -253,7 +253,7 @@ def test_transfer_syntax_without_a_decoder_names_it_and_the_fix(
     ds["PixelData"].VR = "OB"
     path = factory.save(ds, tmp_path / "video.dcm")
     with pytest.raises(DicomError) as caught:
-        dp.to_picture(pydicom.dcmread(path))
+        dicom_pixels.to_picture(pydicom.dcmread(path))
     message = str(caught.value)
     assert str(path) in message and "MPEG2 Main Profile / Main Level" in message and "python-gdcm" in message
 
@@ -265,7 +265,7 @@ def test_damaged_compressed_data_is_a_dicom_error(tmp_path: Path, mr_values: np.
     ds["PixelData"].VR = "OB"
     path = factory.save(ds, tmp_path / "broken-jls.dcm")
     with pytest.raises(DicomError, match="JPEG-LS Lossless"):
-        dp.to_picture(pydicom.dcmread(path))
+        dicom_pixels.to_picture(pydicom.dcmread(path))
 
 
 @pytest.mark.parametrize(
@@ -280,4 +280,4 @@ def test_absurd_declared_size_is_refused_before_decoding(rows: int, columns: int
     ds.file_meta.TransferSyntaxUID = RLELossless
     ds.PixelData = encapsulate([b"\0\0"] * frames)
     with pytest.raises(ImageTooLargeError, match=f"{columns} x {rows}"):
-        dp.to_picture(ds)
+        dicom_pixels.to_picture(ds)

@@ -10,8 +10,8 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 import dicom_factory as factory
-from brainscan.engine import dicom_series as ds_
-from brainscan.engine.dicom_series import SliceHeader
+from brainscan.engine.input import dicom_series as ds_
+from brainscan.engine.input.dicom_series import SliceHeader
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 SAGITTAL = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)

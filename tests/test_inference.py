@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from brainscan.engine.errors import DeviceError, ModelError
-from brainscan.engine.inference import Classifier, negative_class_index, softmax, tumour_probability
+from brainscan.engine.model.inference import Classifier, negative_class_index, softmax, tumour_probability
 from tiny_models import build_tiny_model, tiny_contract
 
 
@@ -86,7 +86,7 @@ def test_the_contract_temperature_calibrates_the_probabilities_and_keeps_the_top
 
 @pytest.mark.parametrize("recorded", [0.0, -1.0, float("nan"), 1e9, "0.5", True, None])
 def test_a_damaged_temperature_is_ignored(recorded):
-    from brainscan.engine.inference import calibration_temperature
+    from brainscan.engine.model.inference import calibration_temperature
 
     assert calibration_temperature({"calibration": {"temperature": recorded}}) == 1.0
     assert calibration_temperature({}) == 1.0

@@ -19,7 +19,6 @@ import pytest
 from pydicom.encaps import encapsulate
 
 import dicom_factory as factory
-from brainscan.engine import dicom_pixels, loading
 from brainscan.engine.errors import (
     CorruptImageError,
     DicomError,
@@ -27,7 +26,10 @@ from brainscan.engine.errors import (
     InputError,
     NotAnImageError,
 )
-from brainscan.engine.loading import Frame, FrameRef, discover, find_inputs, load_frame, load_picture
+from brainscan.engine.input import dicom_decode, discovery, loading
+from brainscan.engine.input.discovery import discover, find_inputs
+from brainscan.engine.input.frames import Frame, FrameRef
+from brainscan.engine.input.loading import load_frame, load_picture
 
 
 def only_ref(path: Path) -> FrameRef:
@@ -82,7 +84,7 @@ def test_every_file_in_a_mixed_folder_gets_exactly_one_ref(
         ("c-empty.png", "unknown"),  # named like a picture: it gets its error row
         ("sub/slice.dcm", "dicom"),
     ]
-    assert found.skipped == {loading.SKIPPED_NOT_IMAGES: [root / "b-notes.txt"]}
+    assert found.skipped == {discovery.SKIPPED_NOT_IMAGES: [root / "b-notes.txt"]}
     assert found.notes() == ["1 file skipped: not images (b-notes.txt)"]
     explicit = discover([root / "DICOMDIR", root / ".DS_Store"])  # named files always get a ref
     assert [(r.path.name, r.kind) for r in explicit] == [("DICOMDIR", "dicom"), (".DS_Store", "unknown")]
@@ -111,7 +113,7 @@ def test_discover_never_decodes_pixels(
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("discover decoded pixels")
 
-    monkeypatch.setattr(dicom_pixels, "pixel_array", refuse)
+    monkeypatch.setattr(dicom_decode, "pixel_array", refuse)
     monkeypatch.setattr(cv2, "imdecode", refuse)
     assert len(discover([synthetic_sagittal.folder, *real_jpgs])) == 16 + len(real_jpgs)
 
@@ -336,7 +338,7 @@ def test_unexpected_decoder_failures_become_input_errors(
         raise KeyError("decoder internals")
 
     monkeypatch.setattr(cv2, "imdecode", explode)
-    monkeypatch.setattr(dicom_pixels, "pixel_array", explode)
+    monkeypatch.setattr(dicom_decode, "pixel_array", explode)
     with pytest.raises(CorruptImageError, match="decoder internals"):
         load_frame(only_ref(real_jpgs[0]))
     with pytest.raises(DicomError, match="decoder internals"):

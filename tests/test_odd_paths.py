@@ -11,7 +11,8 @@ import pytest
 
 from brainscan.cli import main
 from brainscan.engine.errors import InputError, NotAnImageError
-from brainscan.engine.loading import discover, load_frame
+from brainscan.engine.input.discovery import discover
+from brainscan.engine.input.loading import load_frame
 from tiny_models import build_tiny_model
 
 

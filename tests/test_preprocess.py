@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from brainscan.engine.preprocess import normalize, pad_to_square, resize_for_model, to_model_input
+from brainscan.engine.model.preprocess import normalize, pad_to_square, resize_for_model, to_model_input
 from tiny_models import tiny_contract
 
 

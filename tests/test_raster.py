@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from brainscan.engine import raster
 from brainscan.engine.errors import CorruptImageError, ImageTooLargeError, InputError, NotAnImageError
+from brainscan.engine.input import raster, raster_headers
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -88,7 +88,7 @@ def colour_slice(grey_slice: np.ndarray) -> np.ndarray:
     ],
 )
 def test_sniff_reads_the_format_from_the_first_bytes(head: bytes, expected: str) -> None:
-    assert raster.sniff(head) == expected
+    assert raster_headers.sniff(head) == expected
 
 
 def test_png_data_behind_a_jpg_name_decodes_as_png(tmp_path: Path, colour_slice: np.ndarray) -> None:
@@ -119,7 +119,7 @@ def test_grey_png_is_replicated_to_three_equal_channels(tmp_path: Path, grey_sli
 
 
 def test_colour_comes_out_rgb_not_opencv_bgr(tmp_path: Path) -> None:
-    red_bgr = np.zeros((40, 40, 3), np.uint8)  # above the minimum side (raster.MIN_SIDE)
+    red_bgr = np.zeros((40, 40, 3), np.uint8)  # above the minimum side (dicom_header.MIN_SIDE)
     red_bgr[:, :, 2] = 255
     picture = raster.read_picture(write(tmp_path / "red.png", encode(red_bgr, ".png")))
     assert picture[0, 0].tolist() == [255, 0, 0]
@@ -173,12 +173,12 @@ def test_8_bit_tiff_is_kept_as_stored(tmp_path: Path, grey_slice: np.ndarray) ->
 def test_declared_size_is_read_from_the_header(ext: str, colour_slice: np.ndarray) -> None:
     wide = np.ascontiguousarray(colour_slice[:100])
     data = encode(wide, ext)
-    assert raster.declared_size(data, raster.sniff(data)) == (224, 100)
+    assert raster_headers.declared_size(data, raster_headers.sniff(data)) == (224, 100)
 
 
 def test_declared_size_of_big_endian_tiff(grey_slice: np.ndarray) -> None:
     data = tiff_bytes(grey_slice[:50], big_endian=True)
-    assert raster.declared_size(data, "tiff") == (224, 50)
+    assert raster_headers.declared_size(data, "tiff") == (224, 50)
 
 
 # -- refusals ------------------------------------------------------------------------------------

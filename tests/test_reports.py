@@ -539,7 +539,7 @@ def test_burn_in_gives_every_picture_size_the_whole_caption_and_keeps_its_pixels
     import cv2
     import numpy as np
 
-    from brainscan.engine.overlay import blend
+    from brainscan.engine.model.overlay import blend
     from brainscan.engine.reports.dicom_outputs import CAPTION_MARGIN, burn_in
 
     height, width = size

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from brainscan.cli import main
-from brainscan.engine.inference import Classifier
+from brainscan.engine.model.inference import Classifier
 from brainscan.engine.resources import default_model_path, samples_dir
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from brainscan.engine.contract import METADATA_KEY, ModelContract
-from brainscan.engine.integrity import stamp_contract
+from brainscan.engine.model.contract import METADATA_KEY, ModelContract
+from brainscan.engine.model.integrity import stamp_contract
 
 FOUR_CLASSES = ("glioma", "meningioma", "notumor", "pituitary")
 

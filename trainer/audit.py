@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from brainscan.engine.contract import ModelContract
+from brainscan.engine.model.contract import ModelContract
 from trainer.data import CLASSES_4, Decoded, decode_pictures, scan_data
 from trainer.dedup import DEFAULT_THRESHOLD, file_sha256, group_near_duplicates, phash
 

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from brainscan.engine.contract import ModelContract
-from brainscan.engine.preprocess import normalize
+from brainscan.engine.model.contract import ModelContract
+from brainscan.engine.model.preprocess import normalize
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from brainscan.engine.contract import ModelContract
+from brainscan.engine.model.contract import ModelContract
 from trainer.augment import AugmentConfig
 from trainer.data import DEFAULT_DATA, TASK_CLASSES
 from trainer.dedup import DEFAULT_THRESHOLD

@@ -23,10 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from brainscan.engine.contract import ModelContract
-from brainscan.engine.loading import FrameRef, kind_of, load_frame
-from brainscan.engine.preprocess import resize_for_model
-from brainscan.engine.raster import sniff_file
+from brainscan.engine.input.frames import FrameRef, kind_of
+from brainscan.engine.input.loading import load_frame
+from brainscan.engine.input.raster_headers import sniff_file
+from brainscan.engine.model.contract import ModelContract
+from brainscan.engine.model.preprocess import resize_for_model
 from trainer.errors import TrainerError
 
 CLASSES_4 = ("glioma", "meningioma", "notumor", "pituitary")
@@ -205,7 +206,7 @@ def read_picture(path: str | Path) -> np.ndarray:
 
 def decoder_name() -> str:
     """The decoder :func:`read_picture` uses (recorded in the model's provenance)."""
-    return "brainscan.engine.loading.load_frame"
+    return "brainscan.engine.input.loading.load_frame"
 
 
 @dataclass

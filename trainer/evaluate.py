@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from brainscan.engine.contract import ModelContract
+from brainscan.engine.model.contract import ModelContract
 from trainer import plots
 from trainer.calibration import calibrate, calibration_scores, reliability, softmax
 from trainer.config import FitConfig

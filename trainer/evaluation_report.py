@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from brainscan.engine.contract import ModelContract
+from brainscan.engine.model.contract import ModelContract
 
 Link = Callable[[str, str], list[str]]
 

@@ -21,7 +21,8 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from brainscan.engine.contract import (
+from brainscan.engine.errors import BrainscanError
+from brainscan.engine.model.contract import (
     CAM_WEIGHT,
     FEATURES,
     LOGITS,
@@ -30,9 +31,8 @@ from brainscan.engine.contract import (
     TensorSpec,
     check_graph,
 )
-from brainscan.engine.errors import BrainscanError
-from brainscan.engine.integrity import stamp_contract
-from brainscan.engine.preprocess import to_model_input
+from brainscan.engine.model.integrity import stamp_contract
+from brainscan.engine.model.preprocess import to_model_input
 from trainer.config import FitConfig
 from trainer.data import list_samples, read_picture
 from trainer.errors import ExportCheckError

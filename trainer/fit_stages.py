@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from brainscan.engine.contract import ModelContract
+from brainscan.engine.model.contract import ModelContract
 from trainer.config import FitConfig
 from trainer.device import Runtime
 from trainer.inference import pooled_features, predict_logits

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from brainscan.engine.contract import ModelContract
+from brainscan.engine.model.contract import ModelContract
 from trainer.errors import TrainerError
 
 KEPT = ("accuracy", "macro_f1", "weighted_f1", "per_class", "confusion_matrix", "confusion_matrix_axes", "images",

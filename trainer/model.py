@@ -17,7 +17,7 @@ from timm.layers.conv2d_same import Conv2dSame
 from timm.layers.padding import pad_same_arg
 from torch import nn
 
-from brainscan.engine.contract import TEST_TIME_AUGMENTATIONS
+from brainscan.engine.model.contract import TEST_TIME_AUGMENTATIONS
 from trainer.errors import TrainerError, WeightsError
 from trainer.weights import OFFLINE_ARCHITECTURES, WEIGHT_SOURCES, load_offline_imagenet
 

@@ -14,7 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from brainscan.engine.overlay import blend, caption
+from brainscan.engine.model.overlay import blend, caption
 from trainer.metrics import roc_curve
 
 

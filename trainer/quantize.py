@@ -34,10 +34,10 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from brainscan.engine.cam import compute_cam
-from brainscan.engine.contract import CAM_WEIGHT, FEATURES, LOGITS, ModelContract
-from brainscan.engine.inference import Classifier
-from brainscan.engine.preprocess import normalize
+from brainscan.engine.model.cam import compute_cam
+from brainscan.engine.model.contract import CAM_WEIGHT, FEATURES, LOGITS, ModelContract
+from brainscan.engine.model.inference import Classifier
+from brainscan.engine.model.preprocess import normalize
 from trainer.device import machine_info
 from trainer.errors import ExportCheckError
 from trainer.export import open_session, read_contract, write_contract

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from brainscan.engine.contract import ModelContract
+from brainscan.engine.model.contract import ModelContract
 from trainer.config import FitConfig
 from trainer.errors import TrainerError
 from trainer.evaluate import Selection, select_data

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from brainscan.engine.contract import ModelContract
+from brainscan.engine.model.contract import ModelContract
 from trainer.config import CONFIG_JSON, FitConfig
 from trainer.errors import TrainerError
 from trainer.model import create_model

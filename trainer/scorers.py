@@ -14,9 +14,9 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from brainscan.engine.cam import compute_cam
-from brainscan.engine.contract import CAM_WEIGHT, FEATURES, LOGITS, ModelContract
-from brainscan.engine.preprocess import normalize
+from brainscan.engine.model.cam import compute_cam
+from brainscan.engine.model.contract import CAM_WEIGHT, FEATURES, LOGITS, ModelContract
+from brainscan.engine.model.preprocess import normalize
 from trainer.device import Runtime
 
 

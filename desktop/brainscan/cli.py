@@ -17,15 +17,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from brainscan import RESEARCH_USE_NOTICE, __version__
-from brainscan.engine.cam import METHODS
 from brainscan.engine.errors import BrainscanError
-from brainscan.engine.folder_run import FolderRun, RunSettings
-from brainscan.engine.inference import DEVICES, Classifier
-from brainscan.engine.integrity import ALLOW_UNVERIFIED_FLAG, UNVERIFIED_WARNING, is_verified
-from brainscan.engine.loading import Discovery, find_inputs
-from brainscan.engine.overlay import COLORMAPS
+from brainscan.engine.input.discovery import Discovery, find_inputs
+from brainscan.engine.model.cam import METHODS
+from brainscan.engine.model.inference import DEVICES, Classifier
+from brainscan.engine.model.integrity import ALLOW_UNVERIFIED_FLAG, UNVERIFIED_WARNING, is_verified
+from brainscan.engine.model.overlay import COLORMAPS
 from brainscan.engine.reports import FORMATS, ReportError, parse_formats
 from brainscan.engine.resources import default_model_path
+from brainscan.engine.run.folder_run import FolderRun, RunSettings
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_NOTHING_RAN, EXIT_INTERRUPTED = 0, 1, 2, 130
 CAM_CHOICES = (*METHODS, "none")

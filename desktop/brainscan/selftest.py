@@ -21,11 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from brainscan.engine.inference import Classifier
-from brainscan.engine.integrity import UNVERIFIED_WARNING, is_verified
-from brainscan.engine.loading import FrameRef, discover
+from brainscan.engine.input.discovery import discover
+from brainscan.engine.input.frames import FrameRef
+from brainscan.engine.model.inference import Classifier
+from brainscan.engine.model.integrity import UNVERIFIED_WARNING, is_verified
 from brainscan.engine.resources import default_model_path, samples_dir
-from brainscan.engine.screening import screen
+from brainscan.engine.run.screening import screen
 
 # transfer syntax keyword -> decoding plugins that must be available (the bundled codecs)
 REQUIRED_DECODERS = {
@@ -224,7 +225,7 @@ def run_self_test(
     report.failures += check_no_gpl_codecs()
     if samples and not unknown:
         with tempfile.TemporaryDirectory(prefix="brainscan-self-test-") as scratch:
-            from brainscan.engine.loading import load_picture
+            from brainscan.engine.input.loading import load_picture
 
             source = samples[0]
             grey = load_picture(source)[:, :, 0]

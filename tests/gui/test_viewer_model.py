@@ -13,18 +13,21 @@ import numpy as np
 import pytest
 
 from brainscan import RESEARCH_USE_NOTICE
-from brainscan.engine.inference import Classifier
-from brainscan.engine.loading import Frame, FrameRef, discover, load_frame
-from brainscan.engine.overlay import blend
-from brainscan.engine.screening import FrameResult, screen
-from brainscan.engine.viewer_display import (
+from brainscan.engine.input.discovery import discover
+from brainscan.engine.input.frames import Frame, FrameRef
+from brainscan.engine.input.loading import load_frame
+from brainscan.engine.model.inference import Classifier
+from brainscan.engine.model.overlay import blend
+from brainscan.engine.results.record import FrameResult
+from brainscan.engine.run.screening import screen
+from brainscan.engine.viewer.display import (
     WindowLevel,
     display_image,
     drag_window,
     window_presets,
     windowed_picture,
 )
-from brainscan.engine.viewer_overlay import (
+from brainscan.engine.viewer.overlay import (
     PREDICTED,
     HeatCache,
     OverlaySettings,
@@ -32,14 +35,14 @@ from brainscan.engine.viewer_overlay import (
     export_caption,
     overlay_lut,
 )
-from brainscan.engine.viewer_results import (
+from brainscan.engine.viewer.results import (
     RowFilter,
     export_results,
     most_suspicious_keys,
     row_from_result,
     series_summary,
 )
-from brainscan.engine.viewer_state import FrameCache, ViewerSession, frame_key, group_refs, thumbnail
+from brainscan.engine.viewer.state import FrameCache, ViewerSession, frame_key, group_refs, thumbnail
 
 
 def _refs(series: int = 5, images: int = 3) -> list[FrameRef]:

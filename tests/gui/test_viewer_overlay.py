@@ -10,8 +10,8 @@ pytest.importorskip("PySide6")
 from PySide6.QtCore import Qt
 from viewer_helpers import classify_and_wait, open_and_show
 
-from brainscan.engine.overlay import colormap_lut
-from brainscan.engine.viewer_overlay import PREDICTED
+from brainscan.engine.model.overlay import colormap_lut
+from brainscan.engine.viewer.overlay import PREDICTED
 from brainscan.gui.settings import AppSettings
 
 pytestmark = pytest.mark.gui

@@ -8,8 +8,8 @@ pytest.importorskip("PySide6")
 
 from viewer_helpers import classify_and_wait, open_and_show
 
-from brainscan.engine.inference import Classifier
-from brainscan.engine.integrity import UNVERIFIED, UNVERIFIED_WARNING
+from brainscan.engine.model.inference import Classifier
+from brainscan.engine.model.integrity import UNVERIFIED, UNVERIFIED_WARNING
 from brainscan.gui.settings import AppSettings
 
 pytestmark = pytest.mark.gui

@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 
 import dicom_factory as factory
-from brainscan.engine.dicom_pixels import replace_non_finite
 from brainscan.engine.errors import CorruptImageError, DicomError, ImageTooLargeError, InputError
-from brainscan.engine.loading import discover, load_frame
+from brainscan.engine.input import dicom_decode
+from brainscan.engine.input.dicom_pixels import replace_non_finite
+from brainscan.engine.input.discovery import discover
+from brainscan.engine.input.loading import load_frame
 
 CORPUS = Path(__file__).parent / "corpus"
 
@@ -52,7 +54,7 @@ def test_damaged_jpeg2000_that_made_gdcm_abort_the_process_is_a_dicom_error(tmp_
     path = shutil.copy(CORPUS / "fuzz-j2k-gdcm-abort.dcm", tmp_path / "slice.dcm")
     code = (
         "import sys; from pathlib import Path; from brainscan.engine.errors import DicomError\n"
-        "from brainscan.engine.loading import discover, load_frame\n"
+        "from brainscan.engine.input.discovery import discover\nfrom brainscan.engine.input.loading import load_frame\n"
         "try:\n    load_frame(discover([Path(sys.argv[1])])[0])\n"
         "except DicomError as exc:\n    print(exc)\n"
     )
@@ -77,16 +79,15 @@ def test_damaged_jpeg_lossless_crashes_only_the_gdcm_child_process(tmp_path):
 
 
 def test_a_hung_gdcm_child_is_stopped_and_reported(tmp_path, monkeypatch):
-    from brainscan.engine import dicom_pixels
 
-    dicom_pixels._GDCM.close()  # the next decode starts a child: far longer than the timeout
-    monkeypatch.setattr(dicom_pixels, "GDCM_TIMEOUT_S", 0.001)
+    dicom_decode._GDCM.close()  # the next decode starts a child: far longer than the timeout
+    monkeypatch.setattr(dicom_decode, "GDCM_TIMEOUT_S", 0.001)
     pixels = factory.twelve_bit(np.full((64, 64), 100, np.uint8))
     plain = factory.save(factory.new_dataset(pixels), tmp_path / "plain.dcm")
     slow = factory.gdcm_transcode(plain, tmp_path / "slow.dcm", factory.JPEGLosslessSV1)
     with pytest.raises(DicomError, match="took longer than 0 s"):
         load_frame(only_ref(slow))
-    monkeypatch.setattr(dicom_pixels, "GDCM_TIMEOUT_S", 60.0)
+    monkeypatch.setattr(dicom_decode, "GDCM_TIMEOUT_S", 60.0)
     assert load_frame(only_ref(slow)).picture.shape == (64, 64, 3)  # a fresh child after the stop
 
 
@@ -133,11 +134,11 @@ sys.path.insert(0, sys.argv[1])
 def main():
     import numpy as np, pydicom, dicom_factory as factory
     from pathlib import Path
-    from brainscan.engine import dicom_pixels
+    from brainscan.engine.input import dicom_decode
     folder = Path(sys.argv[2])
     plain = factory.save(factory.new_dataset(factory.twelve_bit(np.full((64, 64), 9, np.uint8))), folder / "p.dcm")
     path = factory.gdcm_transcode(plain, folder / "j.dcm", factory.JPEGLosslessSV1)
-    dicom_pixels.decode_with_gdcm_isolated(pydicom.dcmread(path), None)
+    dicom_decode.decode_with_gdcm_isolated(pydicom.dcmread(path), None)
     print("decoded", flush=True)
     time.sleep(120)
 

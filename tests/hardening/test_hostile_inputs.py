@@ -32,7 +32,8 @@ from pydicom.uid import JPEG2000Lossless, RLELossless
 
 import dicom_factory as factory
 from brainscan.engine.errors import InputError
-from brainscan.engine.loading import discover, load_frame
+from brainscan.engine.input.discovery import discover
+from brainscan.engine.input.loading import load_frame
 from tiny_models import build_tiny_model
 
 CORPUS = Path(__file__).parent / "corpus"

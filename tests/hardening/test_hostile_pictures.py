@@ -28,10 +28,13 @@ import pydicom
 import pytest
 
 import dicom_factory as factory
-from brainscan.engine import raster, screening
-from brainscan.engine.dicom_pixels import MAX_FRAME_PIXELS, MAX_SIDE, MIN_SIDE
 from brainscan.engine.errors import CorruptImageError, DicomError, ImageTooLargeError, ImageTooSmallError
-from brainscan.engine.loading import Frame, FrameRef, discover, load_frame
+from brainscan.engine.input import raster
+from brainscan.engine.input.dicom_header import MAX_FRAME_PIXELS, MAX_SIDE, MIN_SIDE
+from brainscan.engine.input.discovery import discover
+from brainscan.engine.input.frames import Frame, FrameRef
+from brainscan.engine.input.loading import load_frame
+from brainscan.engine.run import decode_ahead
 from tiny_models import build_tiny_model
 
 ROOT = Path(__file__).parents[2]
@@ -132,8 +135,9 @@ def test_one_frame_of_a_large_uncompressed_multiframe_file_is_read_alone(tmp_pat
         f"""
         from pathlib import Path
         import numpy as np, pydicom
-        from brainscan.engine import dicom_pixels
-        from brainscan.engine.loading import discover, load_frame
+        from brainscan.engine.input import dicom_pixels
+        from brainscan.engine.input.discovery import discover
+        from brainscan.engine.input.loading import load_frame
         refs = discover([Path({str(path)!r})])
         before = {PEAK_KIB}
         frame = load_frame(refs[40])
@@ -178,7 +182,8 @@ def test_jpeg_header_claiming_more_pixels_than_its_data_holds_is_refused_before_
         f"""
         import json, time
         from pathlib import Path
-        from brainscan.engine.loading import discover, load_frame
+        from brainscan.engine.input.discovery import discover
+        from brainscan.engine.input.loading import load_frame
         ref, = discover([Path({str(path)!r})])
         before = {PEAK_KIB}
         started = time.perf_counter()
@@ -335,12 +340,12 @@ def test_decoding_ahead_holds_frames_within_its_budget_yet_lets_a_larger_one_thr
         picture = np.zeros(sizes[ref.frame], np.uint8).reshape(-1, 1024, 1)  # nbytes is what counts
         return Frame(ref, picture, None, None, "none", {})
 
-    monkeypatch.setattr(screening, "load_frame", fake_load)
+    monkeypatch.setattr(decode_ahead, "load_frame", fake_load)
     refs = [FrameRef(Path(f"/nowhere/{n}"), frame=n, kind="unknown") for n in range(len(sizes))]
-    budget = screening.DecodeBudget(25 << 20)
+    budget = decode_ahead.DecodeBudget(25 << 20)
     seen = []
-    for ref, frame in screening.decode_ahead(refs, workers=2, ahead=8, budget=budget):
-        nbytes = screening.frame_bytes(frame)
+    for ref, frame in decode_ahead.decode_ahead(refs, workers=2, ahead=8, budget=budget):
+        nbytes = decode_ahead.frame_bytes(frame)
         budget.use(nbytes)
         seen.append((ref.frame, nbytes))
         time.sleep(0.005)

@@ -15,11 +15,11 @@ import pytest
 from onnx import numpy_helper
 
 from brainscan.cli import main
-from brainscan.engine import integrity
-from brainscan.engine.contract import METADATA_KEY
 from brainscan.engine.errors import ModelError, UnverifiedModelError
-from brainscan.engine.inference import Classifier
-from brainscan.engine.integrity import (
+from brainscan.engine.model import integrity
+from brainscan.engine.model.contract import METADATA_KEY
+from brainscan.engine.model.inference import Classifier
+from brainscan.engine.model.integrity import (
     CHECKSUM_KEY,
     UNVERIFIED,
     UNVERIFIED_WARNING,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from brainscan.cli import main
-from brainscan.engine.results import LOCK_FILE, FolderLock, OutputLockedError, ResultsStore
+from brainscan.engine.results.store import LOCK_FILE, FolderLock, OutputLockedError, ResultsStore
 from tiny_models import build_tiny_model
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="pauses a process with SIGSTOP")
@@ -81,7 +81,7 @@ def test_lock_is_released_when_the_store_closes_and_when_a_process_dies(model, t
     with ResultsStore(out, ("a", "b")):
         pass
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from brainscan.engine.results import FolderLock; "
+        "import sys, time; from brainscan.engine.results.store import FolderLock; "
         f"lock = FolderLock({str(out)!r}); print('held', flush=True); time.sleep(60)")],
         stdout=subprocess.PIPE, text=True)
     try:

@@ -15,9 +15,10 @@ import pydicom
 import pytest
 
 from brainscan.cli import main
-from brainscan.engine import results as results_module
-from brainscan.engine.loading import SKIPPED_NON_IMAGE_DICOM, SKIPPED_NOT_IMAGES, find_inputs
-from brainscan.engine.results import RESULTS_CSV, path_from_text, path_text
+from brainscan.engine.input.discovery import SKIPPED_NON_IMAGE_DICOM, SKIPPED_NOT_IMAGES, find_inputs
+from brainscan.engine.results import store
+from brainscan.engine.results.cells import path_from_text, path_text
+from brainscan.engine.results.store import RESULTS_CSV
 from tiny_models import build_tiny_model
 
 
@@ -257,7 +258,7 @@ def test_a_full_disk_while_writing_results_names_the_file_and_keeps_the_rows(
 ):
     out = tmp_path / "out"
     calls = {"n": 0}
-    original = results_module.ResultsStore._write
+    original = store.ResultsStore._write
 
     def fill_up(self, action):
         calls["n"] += 1
@@ -266,10 +267,10 @@ def test_a_full_disk_while_writing_results_names_the_file_and_keeps_the_rows(
             try:
                 raise raise_error
             except OSError as exc:
-                raise results_module.OutputError(results_module._write_failure(self.csv_path, exc)) from exc
+                raise store.OutputError(store._write_failure(self.csv_path, exc)) from exc
         return original(self, action)
 
-    monkeypatch.setattr(results_module.ResultsStore, "_write", fill_up)
+    monkeypatch.setattr(store.ResultsStore, "_write", fill_up)
     assert screen(model, *real_jpgs[:4], "--out", out) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert any(str(out / RESULTS_CSV) in line and "disk is full" in line for line in err), err

@@ -48,7 +48,7 @@ def real_pictures(real_paths: list[Path]) -> list[np.ndarray]:
 
 @pytest.fixture(scope="session")
 def contract():
-    from brainscan.engine.contract import ModelContract
+    from brainscan.engine.model.contract import ModelContract
 
     return ModelContract(
         name="test-lite0",

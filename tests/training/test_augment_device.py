@@ -10,7 +10,7 @@ pytest.importorskip("timm")
 
 import torch
 
-from brainscan.engine.preprocess import normalize
+from brainscan.engine.model.preprocess import normalize
 from trainer.augment import AugmentConfig, augment_batch, plain_tensor
 from trainer.config import FitConfig
 from trainer.data import load_pictures

@@ -29,9 +29,9 @@ from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
 
-from brainscan.engine.cam import compute_cam
-from brainscan.engine.contract import CAM_WEIGHT, FEATURES
-from brainscan.engine.preprocess import to_model_input
+from brainscan.engine.model.cam import compute_cam
+from brainscan.engine.model.contract import CAM_WEIGHT, FEATURES
+from brainscan.engine.model.preprocess import to_model_input
 from trainer.export import open_session
 
 pytestmark = pytest.mark.trainer

@@ -12,9 +12,9 @@ pytest.importorskip("timm")
 
 import torch
 
-from brainscan.engine.contract import CAM_WEIGHT, FEATURES, LOGITS, ModelContract, check_graph
 from brainscan.engine.errors import ModelError
-from brainscan.engine.preprocess import to_model_input
+from brainscan.engine.model.contract import CAM_WEIGHT, FEATURES, LOGITS, ModelContract, check_graph
+from brainscan.engine.model.preprocess import to_model_input
 from trainer.export import (
     check_export,
     open_session,
@@ -114,8 +114,8 @@ def test_the_export_records_a_weights_checksum_that_the_engine_verifies(exported
     import onnx
     from onnx import numpy_helper
 
-    from brainscan.engine.inference import Classifier
-    from brainscan.engine.integrity import VERIFIED
+    from brainscan.engine.model.inference import Classifier
+    from brainscan.engine.model.integrity import VERIFIED
 
     assert Classifier(exported, device="cpu").integrity == VERIFIED
 
@@ -132,7 +132,7 @@ def test_the_export_records_a_weights_checksum_that_the_engine_verifies(exported
 
 def test_evaluating_an_onnx_file_applies_its_test_time_augmentation_as_the_engine_does(
         exported, contract, real_pictures, tmp_path):
-    from brainscan.engine.inference import Classifier
+    from brainscan.engine.model.inference import Classifier
     from trainer.scorers import OnnxScorer
 
     mirrored = tmp_path / "hflip.onnx"

@@ -13,8 +13,8 @@ pytest.importorskip("timm")
 import torch
 import torch.nn.functional as F
 
-from brainscan.engine.contract import ModelContract
-from brainscan.engine.preprocess import normalize
+from brainscan.engine.model.contract import ModelContract
+from brainscan.engine.model.preprocess import normalize
 from trainer.augment import AugmentConfig, augment_batch, normalize_tensor, plain_batch
 from trainer.config import FitConfig
 from trainer.data import CLASSES_4, list_samples, load_pictures

@@ -12,8 +12,8 @@ pytest.importorskip("timm")
 
 import onnx
 
-from brainscan.engine.contract import CAM_WEIGHT, FEATURES, LOGITS
-from brainscan.engine.inference import Classifier
+from brainscan.engine.model.contract import CAM_WEIGHT, FEATURES, LOGITS
+from brainscan.engine.model.inference import Classifier
 from trainer.config import FitConfig
 from trainer.data import list_samples, load_pictures
 from trainer.export import open_session, read_contract

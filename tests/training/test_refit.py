@@ -12,7 +12,7 @@ pytest.importorskip("timm")
 
 from conftest import tiny_config
 
-from brainscan.engine.inference import calibration_temperature
+from brainscan.engine.model.inference import calibration_temperature
 from trainer.__main__ import main
 from trainer.errors import TrainerError
 from trainer.evaluate import select_data

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from brainscan.engine.contract import ModelContract
+from brainscan.engine.model.contract import ModelContract
 from trainer.augment import plain_batch
 from trainer.config import FitConfig
 from trainer.data import load_pictures

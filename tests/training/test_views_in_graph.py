@@ -10,11 +10,11 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("timm")
 
-from brainscan.engine.cam import compute_cam
-from brainscan.engine.contract import CAM_WEIGHT, FEATURES, LOGITS
 from brainscan.engine.errors import ModelError
-from brainscan.engine.inference import Classifier
-from brainscan.engine.preprocess import to_model_input
+from brainscan.engine.model.cam import compute_cam
+from brainscan.engine.model.contract import CAM_WEIGHT, FEATURES, LOGITS
+from brainscan.engine.model.inference import Classifier
+from brainscan.engine.model.preprocess import to_model_input
 from trainer.errors import TrainerError
 from trainer.export import check_export, export_onnx, open_session, read_contract
 from trainer.graph_metrics import metrics_for_graph

@@ -13,9 +13,10 @@ from collections.abc import Sequence
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from brainscan.engine.inference import Classifier
-from brainscan.engine.loading import FrameRef
-from brainscan.engine.screening import FrameResult, screen
+from brainscan.engine.input.frames import FrameRef
+from brainscan.engine.model.inference import Classifier
+from brainscan.engine.results.record import FrameResult
+from brainscan.engine.run.screening import screen
 from brainscan.gui.workers import GeneratorWorker, WorkerPool
 
 FLUSH_MS = 60

@@ -11,8 +11,8 @@ from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPixmap, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QAbstractItemView, QStyle, QTreeView, QWidget
 
-from brainscan.engine.screening import FrameResult
-from brainscan.engine.viewer_state import FrameKey, SeriesGroup, frame_key
+from brainscan.engine.results.record import FrameResult
+from brainscan.engine.viewer.state import FrameKey, SeriesGroup, frame_key
 
 KEY_ROLE = Qt.ItemDataRole.UserRole + 1
 ICON_SIDE = 48

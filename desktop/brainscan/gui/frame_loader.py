@@ -17,9 +17,11 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from brainscan.engine.loading import Discovery, FrameRef, find_inputs, load_frame
-from brainscan.engine.screening import describe_failure
-from brainscan.engine.viewer_state import FrameKey, frame_key, thumbnail
+from brainscan.engine.input.discovery import Discovery, find_inputs
+from brainscan.engine.input.frames import FrameRef
+from brainscan.engine.input.loading import load_frame
+from brainscan.engine.results.record import describe_failure
+from brainscan.engine.viewer.state import FrameKey, frame_key, thumbnail
 from brainscan.gui.workers import GeneratorWorker, WorkerPool
 
 log = logging.getLogger(__name__)

@@ -29,21 +29,21 @@ from PySide6.QtWidgets import (
 
 from brainscan import RESEARCH_USE_NOTICE, __version__
 from brainscan.engine.errors import BrainscanError
-from brainscan.engine.folder_run import RunOutcome, RunSettings
-from brainscan.engine.inference import Classifier
-from brainscan.engine.integrity import ALLOW_UNVERIFIED_FLAG, UNVERIFIED_WARNING, is_verified
-from brainscan.engine.loading import FrameRef
-from brainscan.engine.overlay import write_png
-from brainscan.engine.screening import FrameResult
-from brainscan.engine.viewer_display import windowed_picture
-from brainscan.engine.viewer_overlay import OverlaySettings, compose_export, export_caption
-from brainscan.engine.viewer_results import (
+from brainscan.engine.input.frames import FrameRef
+from brainscan.engine.model.inference import Classifier
+from brainscan.engine.model.integrity import ALLOW_UNVERIFIED_FLAG, UNVERIFIED_WARNING, is_verified
+from brainscan.engine.model.overlay import write_png
+from brainscan.engine.results.record import FrameResult
+from brainscan.engine.run.folder_run import RunOutcome, RunSettings
+from brainscan.engine.viewer.display import windowed_picture
+from brainscan.engine.viewer.overlay import OverlaySettings, compose_export, export_caption
+from brainscan.engine.viewer.results import (
     export_results,
     most_suspicious_keys,
     row_from_result,
     series_summary,
 )
-from brainscan.engine.viewer_state import FrameKey
+from brainscan.engine.viewer.state import FrameKey
 from brainscan.gui.batch import BatchRunner
 from brainscan.gui.browser import BrowserView
 from brainscan.gui.frame_loader import FrameLoader

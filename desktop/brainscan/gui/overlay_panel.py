@@ -14,9 +14,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from brainscan.engine.cam import CLASS_INDEPENDENT, METHODS
-from brainscan.engine.overlay import COLORMAPS
-from brainscan.engine.viewer_overlay import PREDICTED, OverlaySettings
+from brainscan.engine.model.cam import CLASS_INDEPENDENT, METHODS
+from brainscan.engine.model.overlay import COLORMAPS
+from brainscan.engine.viewer.overlay import PREDICTED, OverlaySettings
 
 METHOD_TIPS = {
     "gradcam": "Grad-CAM: feature maps weighted by the class gradient (exact for this model's head)",

@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from brainscan import RESEARCH_USE_NOTICE
-from brainscan.engine.loading import FrameRef
+from brainscan.engine.input.frames import FrameRef
 
 SCOPES = ("selection", "series", "shown", "all")
 SCOPE_TEXT = {

@@ -14,9 +14,9 @@ from collections.abc import Iterator, Sequence
 from PySide6.QtCore import QObject, Signal
 
 from brainscan.engine.errors import BrainscanError
-from brainscan.engine.folder_run import FolderRun, RunOutcome, RunSettings
-from brainscan.engine.inference import Classifier
-from brainscan.engine.loading import FrameRef
+from brainscan.engine.input.frames import FrameRef
+from brainscan.engine.model.inference import Classifier
+from brainscan.engine.run.folder_run import FolderRun, RunOutcome, RunSettings
 from brainscan.gui.workers import GeneratorWorker, WorkerPool
 
 PROGRESS_EVERY_S = 0.1

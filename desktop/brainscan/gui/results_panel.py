@@ -31,8 +31,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from brainscan.engine.viewer_results import ResultRow, RowFilter
-from brainscan.engine.viewer_state import FrameKey
+from brainscan.engine.viewer.results import ResultRow, RowFilter
+from brainscan.engine.viewer.state import FrameKey
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2
 KEY_ROLE = Qt.ItemDataRole.UserRole + 3

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings
 
-from brainscan.engine.inference import DEVICES
+from brainscan.engine.model.inference import DEVICES
 from brainscan.engine.resources import default_model_path
-from brainscan.engine.viewer_overlay import OverlaySettings
+from brainscan.engine.viewer.overlay import OverlaySettings
 
 ORGANISATION = "brainscan"
 APPLICATION = "brainscan-viewer"

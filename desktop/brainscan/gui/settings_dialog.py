@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from brainscan import RESEARCH_USE_NOTICE
 from brainscan.engine.errors import BrainscanError
-from brainscan.engine.inference import DEVICES, Classifier
+from brainscan.engine.model.inference import DEVICES, Classifier
 from brainscan.engine.resources import default_model_path
 
 DEVICE_LABELS = {

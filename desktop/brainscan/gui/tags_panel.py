@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from brainscan.engine.loading import Frame
+from brainscan.engine.input.frames import Frame
 
 
 class TagsPanel(QWidget):

@@ -14,18 +14,18 @@ from collections.abc import Iterable
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from brainscan.engine.inference import Classifier
-from brainscan.engine.loading import Frame, FrameRef
-from brainscan.engine.screening import FrameResult
-from brainscan.engine.viewer_display import (
+from brainscan.engine.input.frames import Frame, FrameRef
+from brainscan.engine.model.inference import Classifier
+from brainscan.engine.results.record import FrameResult
+from brainscan.engine.viewer.display import (
     DisplayImage,
     WindowLevel,
     display_image,
     drag_window,
     window_presets,
 )
-from brainscan.engine.viewer_overlay import HeatCache, OverlaySettings, overlay_lut
-from brainscan.engine.viewer_state import (
+from brainscan.engine.viewer.overlay import HeatCache, OverlaySettings, overlay_lut
+from brainscan.engine.viewer.state import (
     FrameCache,
     FrameKey,
     SeriesGroup,

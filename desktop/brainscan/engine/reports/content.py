@@ -15,13 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from brainscan import RESEARCH_USE_NOTICE
-from brainscan.engine import raster
-from brainscan.engine.inference import file_sha256
-from brainscan.engine.integrity import UNVERIFIED_WARNING, is_verified
-from brainscan.engine.loading import kind_of
+from brainscan.engine.input import raster_headers
+from brainscan.engine.input.frames import kind_of
+from brainscan.engine.model.inference import file_sha256
+from brainscan.engine.model.integrity import UNVERIFIED_WARNING, is_verified
 from brainscan.engine.reports.flags import ReviewRule
 from brainscan.engine.reports.thumbnails import THUMBNAILS_DIR, thumbnail_name
-from brainscan.engine.results import IDENTIFIER_COLUMNS, path_from_text, summarize_series
+from brainscan.engine.results.cells import path_from_text
+from brainscan.engine.results.series import summarize_series
+from brainscan.engine.results.store import IDENTIFIER_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +144,7 @@ def fingerprint_inputs(paths: Iterable[str], dicom_uid: Callable[[str], str] | N
     for text in dict.fromkeys(paths):
         path = path_from_text(text)
         try:
-            kind = kind_of(raster.sniff_file(path))
+            kind = kind_of(raster_headers.sniff_file(path))
         except Exception as exc:  # a file gone since screening: say so, keep going
             records.append(InputRecord(text, "unknown", "", f"unavailable ({type(exc).__name__})"))
             continue

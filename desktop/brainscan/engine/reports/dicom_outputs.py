@@ -32,14 +32,14 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
-from brainscan.engine import raster
-from brainscan.engine.integrity import UNVERIFIED_WARNING, is_verified
-from brainscan.engine.loading import kind_of
-from brainscan.engine.overlay import blend
+from brainscan.engine.input import raster_headers
+from brainscan.engine.input.frames import kind_of
+from brainscan.engine.model.integrity import UNVERIFIED_WARNING, is_verified
+from brainscan.engine.model.overlay import blend
 from brainscan.engine.reports import common, privacy, sr_codes
 from brainscan.engine.reports.thumbnails import colour_bar, frame_stem
-from brainscan.engine.results import path_from_text
-from brainscan.engine.screening import FrameResult
+from brainscan.engine.results.cells import path_from_text
+from brainscan.engine.results.record import FrameResult
 
 log = logging.getLogger(__name__)
 
@@ -298,7 +298,7 @@ class DicomWriter:
             path = row["path"]
             if path not in kinds:
                 try:
-                    kinds[path] = kind_of(raster.sniff_file(path_from_text(path)))
+                    kinds[path] = kind_of(raster_headers.sniff_file(path_from_text(path)))
                 except Exception:
                     kinds[path] = "unknown"
             if kinds[path] == "raster":

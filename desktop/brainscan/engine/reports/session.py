@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from brainscan.engine.loading import FrameRef
+from brainscan.engine.input.frames import FrameRef
 from brainscan.engine.reports import common, privacy
 from brainscan.engine.reports.content import MAX_TABLE_ROWS, MAX_THUMBNAILS, build_content
 from brainscan.engine.reports.flags import ReviewRule
@@ -25,7 +25,7 @@ from brainscan.engine.reports.thumbnails import (
     png_bytes,
     thumbnail_name,
 )
-from brainscan.engine.screening import FrameResult
+from brainscan.engine.results.record import FrameResult
 
 RASTER_HAS_NO_DICOM = "{n} raster images have no DICOM output; DICOM objects are written for DICOM inputs only"
 

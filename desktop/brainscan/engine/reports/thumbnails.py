@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from brainscan.engine.overlay import blend, colormap_lut
+from brainscan.engine.model.overlay import blend, colormap_lut
 
 THUMBNAILS_DIR = "thumbnails"
 MAX_SIDE = 192

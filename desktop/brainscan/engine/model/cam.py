@@ -15,7 +15,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from brainscan.engine.contract import ModelContract
+from brainscan.engine.model.contract import ModelContract
 
 _EPS = 1e-7
 

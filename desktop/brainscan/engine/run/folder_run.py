@@ -28,13 +28,15 @@ from typing import Any
 import onnxruntime
 
 from brainscan import RESEARCH_USE_NOTICE, __version__
-from brainscan.engine.inference import Classifier
-from brainscan.engine.loading import FrameRef
-from brainscan.engine.overlay import blend, caption, write_png
+from brainscan.engine.input.frames import FrameRef
+from brainscan.engine.model.inference import Classifier
+from brainscan.engine.model.overlay import blend, caption, write_png
 from brainscan.engine.reports import ReportError, ReportOptions, ReportOutcome, ReportSession, privacy
 from brainscan.engine.reports.thumbnails import frame_stem
-from brainscan.engine.results import ResultsStore, path_text
-from brainscan.engine.screening import FrameResult, screen
+from brainscan.engine.results.cells import path_text
+from brainscan.engine.results.record import FrameResult
+from brainscan.engine.results.store import ResultsStore
+from brainscan.engine.run.screening import screen
 
 OVERLAYS_DIR = "overlays"
 

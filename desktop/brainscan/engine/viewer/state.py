@@ -16,8 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from brainscan.engine.loading import Frame, FrameRef
-from brainscan.engine.screening import FrameResult
+from brainscan.engine.input.frames import Frame, FrameRef
+from brainscan.engine.results.record import FrameResult
 
 FrameKey = tuple[str, int]
 

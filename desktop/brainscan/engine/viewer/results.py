@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from brainscan import RESEARCH_USE_NOTICE, __version__
-from brainscan.engine.results import RESULTS_CSV, SERIES_CSV, ResultsStore, summarize_series
-from brainscan.engine.screening import FrameResult
-from brainscan.engine.viewer_state import FrameKey, frame_key
+from brainscan.engine.results.record import FrameResult
+from brainscan.engine.results.series import summarize_series
+from brainscan.engine.results.store import RESULTS_CSV, SERIES_CSV, ResultsStore
+from brainscan.engine.viewer.state import FrameKey, frame_key
 
 
 @dataclass(frozen=True)

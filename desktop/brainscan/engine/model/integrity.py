@@ -30,8 +30,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from brainscan.engine.contract import METADATA_KEY
 from brainscan.engine.errors import ModelError, UnverifiedModelError
+from brainscan.engine.model.contract import METADATA_KEY
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx

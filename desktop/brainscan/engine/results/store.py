@@ -26,27 +26,32 @@ import csv
 import errno
 import io
 import json
-import math
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from brainscan.engine.errors import BrainscanError
-from brainscan.engine.inference import negative_class_index
-from brainscan.engine.loading import OUTPUT_MARKER
-from brainscan.engine.screening import FrameResult
+from brainscan.engine.input.discovery import OUTPUT_MARKER
+from brainscan.engine.results.cells import (
+    _format,
+    _valid_row,
+    neutralise,
+    path_from_text,
+    path_text,
+    plain_text,
+    restore,
+)
+from brainscan.engine.results.files import atomic_write_text, cut_partial_last_line
+from brainscan.engine.results.record import FrameResult
+from brainscan.engine.results.series import summarize_series, write_series_csv
 
 RESULTS_CSV = "results.csv"
 RESULTS_JSON = "results.json"
 SERIES_CSV = "series.csv"
 LOCK_FILE = OUTPUT_MARKER  # held (flock / msvcrt) by the run writing the folder; discovery never enters it
 RUN_STATE = ".brainscan-run.json"  # the working folder of the first run, to resolve relative paths
-STATUSES = ("ok", "error")
-FORMULA_STARTS = ("=", "+", "-", "@", "'")  # what a spreadsheet would evaluate (and the escape itself)
-
 IDENTIFIER_COLUMNS = ("patient_name", "patient_id", "patient_birth_date")
 
 
@@ -119,112 +124,6 @@ def row_key(path: str, frame: int | str) -> tuple[str, int]:
     return (path, int(frame))
 
 
-# -- cells -----------------------------------------------------------------------------------------
-def path_text(path: str | os.PathLike[str]) -> str:
-    """A path as one line of UTF-8 text, reversibly (:func:`path_from_text` undoes it).
-
-    Bytes that are not UTF-8 (which Python holds as lone surrogates), control characters and
-    ``%`` are written ``%XX``; everything else is kept, so ordinary paths read as given.
-    """
-    out = []
-    for char in os.fspath(path):
-        code = ord(char)
-        if 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's stand-in for an undecodable byte
-            out.append(f"%{code - 0xDC00:02X}")
-        elif 0xD800 <= code <= 0xDFFF:  # any other lone surrogate (Windows): its UTF-16 code as bytes
-            out.extend(f"%{b:02X}" for b in char.encode("utf-8", "surrogatepass"))
-        elif code < 0x20 or code == 0x7F or char == "%":
-            out.append(f"%{code:02X}")
-        else:
-            out.append(char)
-    return "".join(out)
-
-
-def path_from_text(text: str) -> Path:
-    """The path that :func:`path_text` wrote as ``text``."""
-    if "%" not in text:
-        return Path(text)
-    data = bytearray()
-    position = 0
-    while position < len(text):
-        char = text[position]
-        if char == "%" and _is_hex(text[position + 1:position + 3]):
-            data.append(int(text[position + 1:position + 3], 16))
-            position += 3
-        else:
-            data += char.encode("utf-8", "surrogateescape")
-            position += 1
-    return Path(bytes(data).decode("utf-8", "surrogateescape"))
-
-
-def _is_hex(pair: str) -> bool:
-    return len(pair) == 2 and all(c in "0123456789abcdefABCDEF" for c in pair)
-
-
-def plain_text(text: str) -> str:
-    """Free text (an error message quoting a file name) as one printable line of UTF-8."""
-    return "".join(
-        f"%{ord(c) - 0xDC00:02X}" if 0xDC80 <= ord(c) <= 0xDCFF
-        else "?" if 0xD800 <= ord(c) <= 0xDFFF
-        else " " if ord(c) < 0x20 or ord(c) == 0x7F
-        else c
-        for c in text
-    )
-
-
-def neutralise(cell: str) -> str:
-    """A CSV cell that no spreadsheet runs as a formula: a leading ``'`` before ``= + - @ '``."""
-    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
-
-
-def restore(cell: str) -> str:
-    """The exact value of a cell written by :func:`neutralise`."""
-    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS) else cell
-
-
-def _valid_row(row: Mapping[str, str | None], columns: list[str]) -> bool:
-    """A complete row: every column present, a known status and an integer frame."""
-    if None in row or any(row.get(c) is None for c in columns) or row.get("status") not in STATUSES:
-        return False
-    try:
-        int(row["frame"] or "")
-    except ValueError:
-        return False
-    return True
-
-
-def _format(value: float) -> str:
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.6f}"
-
-
-def _cut_partial_last_line(path: Path) -> None:
-    """A process killed mid-write leaves a line without its newline: drop it."""
-    with open(path, "rb+") as handle:
-        handle.seek(0, os.SEEK_END)
-        size = handle.tell()
-        if size == 0:
-            return
-        handle.seek(size - 1)
-        if handle.read(1) == b"\n":
-            return
-        step = min(size, 1 << 16)
-        handle.seek(size - step)
-        tail = handle.read(step)
-        cut = tail.rfind(b"\n")
-        handle.truncate(size - step + cut + 1 if cut >= 0 else 0)
-
-
-def _atomic_write(path: Path, text: str, errors: str = "strict") -> None:
-    handle, temporary = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="", errors=errors) as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 @dataclass
 class ResultsStore:
     """Append-only results of one output folder.
@@ -266,7 +165,7 @@ class ResultsStore:
             self.origin = self._read_origin()
             resuming = self.csv_path.exists() and self.csv_path.stat().st_size > 0
             if resuming:
-                _cut_partial_last_line(self.csv_path)
+                cut_partial_last_line(self.csv_path)
                 self._load_existing()
                 if self._damaged:
                     self._rewrite_valid_rows()
@@ -292,7 +191,7 @@ class ResultsStore:
             pass
         origin = os.getcwd()
         if not (self.csv_path.exists() and self.csv_path.stat().st_size > 0):  # a new folder: remember it
-            _atomic_write(state, json.dumps({"cwd": path_text(origin)}))
+            atomic_write_text(state, json.dumps({"cwd": path_text(origin)}))
         return origin
 
     def key(self, path: str | os.PathLike[str], frame: int, *, origin: str | None = None) -> tuple[str, int]:
@@ -327,7 +226,7 @@ class ResultsStore:
         writer.writeheader()
         with open(self.csv_path, encoding="utf-8", newline="", errors="surrogateescape") as stream:
             writer.writerows(row for row in csv.DictReader(stream) if _valid_row(row, self.columns))
-        _atomic_write(self.csv_path, buffer.getvalue(), errors="surrogateescape")
+        atomic_write_text(self.csv_path, buffer.getvalue(), errors="surrogateescape")
 
     @property
     def resumed(self) -> int:
@@ -446,7 +345,7 @@ class ResultsStore:
         for path, write in (
             (self.out_dir / SERIES_CSV, lambda target: write_series_csv(target, series)),
             (self.out_dir / RESULTS_JSON,
-             lambda target: _atomic_write(target, json.dumps(document, indent=1, ensure_ascii=False),
+             lambda target: atomic_write_text(target, json.dumps(document, indent=1, ensure_ascii=False),
                                           errors="backslashreplace")),  # a stray surrogate: a JSON \\u escape
         ):
             try:
@@ -485,58 +384,3 @@ def _typed(row: Mapping[str, str], classes: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def summarize_series(rows: Iterable[Mapping[str, str]], classes: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Per DICOM series: slice counts, labels, and the most suspicious slice (highest tumour probability)."""
-    negative = negative_class_index(classes)
-    summary: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        uid = row.get("series_uid") or ""
-        if not uid:
-            continue
-        entry = summary.setdefault(
-            uid,
-            {"series_uid": uid, "slices": 0, "ok": 0, "errors": 0, "labels": {}, "most_suspicious_path": None,
-             "most_suspicious_frame": None, "most_suspicious_index": None, "most_suspicious_label": None,
-             "max_tumour_probability": None},
-        )
-        entry["slices"] += 1
-        if row["status"] != "ok":
-            entry["errors"] += 1
-            continue
-        entry["ok"] += 1
-        entry["labels"][row["label"]] = entry["labels"].get(row["label"], 0) + 1
-        probability = float(row["tumour_probability"])
-        if entry["max_tumour_probability"] is None or probability > entry["max_tumour_probability"]:
-            entry.update(
-                most_suspicious_path=row["path"],
-                most_suspicious_frame=int(row["frame"]),
-                most_suspicious_index=int(row["series_index"]) if row.get("series_index") else None,
-                most_suspicious_label=row["label"],
-                max_tumour_probability=probability,
-            )
-    result = list(summary.values())
-    for entry in result:
-        entry["tumour_probability_of"] = "1 - p(" + classes[negative] + ")" if negative is not None else "top class"
-    return result
-
-
-def write_series_csv(path: Path, series: list[dict[str, Any]]) -> None:
-    columns = ["series_uid", "slices", "ok", "errors", "labels", "most_suspicious_index", "most_suspicious_path",
-               "most_suspicious_frame", "most_suspicious_label", "max_tumour_probability"]
-    lines = [",".join(columns)]
-    for entry in series:
-        values = dict(entry)
-        values["labels"] = ";".join(f"{k}:{v}" for k, v in sorted(entry["labels"].items()))
-        lines.append(",".join(_csv_cell(values.get(c)) for c in columns))
-    _atomic_write(path, "\n".join(lines) + "\n")
-
-
-def _csv_cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6f}"
-    text = neutralise(plain_text(str(value)))
-    if any(ch in text for ch in ',"\n\r'):
-        text = '"' + text.replace('"', '""') + '"'
-    return text

@@ -16,10 +16,10 @@ import cv2
 import numpy as np
 
 from brainscan import RESEARCH_USE_NOTICE
-from brainscan.engine.cam import CLASS_INDEPENDENT, METHODS, cam_on_picture
-from brainscan.engine.contract import ModelContract
-from brainscan.engine.inference import Prediction
-from brainscan.engine.overlay import COLORMAPS, blend, caption, colormap_lut
+from brainscan.engine.model.cam import CLASS_INDEPENDENT, METHODS, cam_on_picture
+from brainscan.engine.model.contract import ModelContract
+from brainscan.engine.model.inference import Prediction
+from brainscan.engine.model.overlay import COLORMAPS, blend, caption, colormap_lut
 
 PREDICTED = -1  # target "the predicted class"
 

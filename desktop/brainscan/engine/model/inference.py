@@ -18,10 +18,17 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from brainscan.engine.contract import CAM_WEIGHT, FEATURES, LOGITS, ModelContract, TensorSpec, check_graph
 from brainscan.engine.errors import DeviceError, ModelError
-from brainscan.engine.integrity import verify_weights
-from brainscan.engine.preprocess import to_model_input
+from brainscan.engine.model.contract import (
+    CAM_WEIGHT,
+    FEATURES,
+    LOGITS,
+    ModelContract,
+    TensorSpec,
+    check_graph,
+)
+from brainscan.engine.model.integrity import verify_weights
+from brainscan.engine.model.preprocess import to_model_input
 
 DEVICES = ("auto", "cuda", "cpu")
 _CUDA = "CUDAExecutionProvider"

@@ -18,7 +18,8 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
-from brainscan.engine.dicom_pixels import PixelCapacity, frame_attribute, pixel_capacity_at
+from brainscan.engine.input.dicom_decode import PixelCapacity, pixel_capacity_at
+from brainscan.engine.input.dicom_header import frame_attribute
 
 # What discovery reads from each header (specific_tags keeps it quick over thousands of files).
 HEADER_KEYWORDS = (

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from brainscan.engine.dicom_pixels import (
+from brainscan.engine.input.dicom_pixels import (
     DISPLAY_PERCENTILES,
     apply_window,
     grey_to_rgb,
     otsu_threshold,
     percentile_window,
 )
-from brainscan.engine.loading import Frame
+from brainscan.engine.input.frames import Frame
 
 # How many screen pixels of drag sweep the frame's robust value range once.
 DRAG_PIXELS_PER_RANGE = 400.0
