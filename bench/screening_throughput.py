@@ -3,7 +3,7 @@
 Both sides decode the same files with the engine's loader, resize and normalise them the same way
 and run the same model with the same batch size; the bare loop asks only for the logits and does
 nothing else. The screening side runs the loop of ``brainscan screen`` itself
-(:class:`~brainscan.engine.folder_run.FolderRun`: decode-ahead threads, probabilities, exact
+(:class:`~brainscan.engine.run.folder_run.FolderRun`: decode-ahead threads, probabilities, exact
 Grad-CAM of the predicted class at picture size, its peak, each CSV row flushed, results.json at
 the end). The two are interleaved (A B A B ...) and the ratio of medians is
 reported, because this machine is noisy.

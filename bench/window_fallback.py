@@ -12,7 +12,7 @@ Result of 2026-11-23 (shipped model 0.2.0, 860 pictures, the same noise for ever
 stored 0.9872; full range (0-100) 0.9802; 0-99.9 0.9767; 0.1-99.9 0.9767; 0.5-99.5 0.9674 (two
 earlier runs with other noise: 0.981-0.984 for the full range, 0.965-0.969 for 0.5-99.5). The
 engine uses the full range
-(:data:`brainscan.engine.dicom_pixels.PERCENTILES`).
+(:data:`brainscan.engine.input.dicom_pixels.PERCENTILES`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The brainscan trainer: fit an EfficientNet on brain-MRI slices and export it to ONNX.
 
 Runs headless (no Qt) and is the only part of the project that imports torch and timm. It
-writes the :class:`brainscan.engine.contract.ModelContract` into every model it exports.
+writes the :class:`brainscan.engine.model.contract.ModelContract` into every model it exports.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ per picture, moved to the device), so a run draws the same augmentations on any 
 resumed run continues the same stream.
 
 Validation and export checks do not augment; they use
-:func:`brainscan.engine.preprocess.normalize` (or :func:`plain_tensor`, which computes the same
+:func:`brainscan.engine.model.preprocess.normalize` (or :func:`plain_tensor`, which computes the same
 normalisation on the device; a test checks the two agree).
 """
 

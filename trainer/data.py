@@ -194,7 +194,7 @@ def list_samples(
 
 
 def read_frame(path: str | Path):
-    """The engine's decoded :class:`~brainscan.engine.loading.Frame` of a file's first picture."""
+    """The engine's decoded :class:`~brainscan.engine.input.frames.Frame` of a file's first picture."""
     path = Path(path)
     return load_frame(FrameRef(path, kind=kind_of(sniff_file(path))))
 

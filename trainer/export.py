@@ -1,7 +1,7 @@
 """Export to ONNX with the model contract inside, and prove the file reproduces torch.
 
 The graph has one input ``input`` (N x 3 x H x W, dynamic batch) and three outputs named by
-:mod:`brainscan.engine.contract`: ``logits``, ``features`` and ``cam_weight``. The contract is
+:mod:`brainscan.engine.model.contract`: ``logits``, ``features`` and ``cam_weight``. The contract is
 written as JSON into the ONNX ``metadata_props`` under :data:`METADATA_KEY`. The check runs the
 file in onnxruntime on pictures prepared by the engine's own preprocessing, compares its logits
 and probabilities with torch's, and applies the engine's :func:`check_graph`.

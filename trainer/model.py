@@ -1,6 +1,6 @@
 """The networks: a timm EfficientNet or a small CNN baseline, and the export wrapper for Grad-CAM.
 
-The exported graph has three outputs (names from :mod:`brainscan.engine.contract`):
+The exported graph has three outputs (names from :mod:`brainscan.engine.model.contract`):
 ``logits`` (N x K), ``features`` (N x C x h x w, the last feature maps before global average
 pooling) and ``cam_weight`` (K x C, the linear classifier's weight). Because the head is
 GAP + linear, the engine computes Grad-CAM and its variants exactly from these in numpy.

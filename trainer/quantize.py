@@ -4,7 +4,7 @@ onnxruntime's ``quantize_static`` in QDQ format with per-channel weights, calibr
 pictures of the run's *training* split, after onnxruntime's pre-processing (shape inference and
 graph optimisation). The INT8 file keeps the graph's three outputs (``logits``, ``features``,
 ``cam_weight``) and gets the run's contract with a ``metrics["quantization"]`` entry; the
-engine's :class:`~brainscan.engine.inference.Classifier` must open it (so ``check_graph``
+engine's :class:`~brainscan.engine.model.inference.Classifier` must open it (so ``check_graph``
 passes). Accuracy and onnxruntime CPU speed (batch 8 and 1) are measured for both files on the
 run's validation split; the INT8 model is kept only if it loses at most ``max_drop`` points.
 """

@@ -12,7 +12,7 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-# Picture sizes, shared with raster images (:mod:`brainscan.engine.raster`). The upper limits keep one
+# Picture sizes, shared with raster images (:mod:`brainscan.engine.input.raster`). The upper limits keep one
 # frame's whole pipeline (decode, values, picture, heat map, overlay, thumbnail) well under 1 GB of memory
 # (measured in tests/hardening/test_hostile_pictures.py); the lower one is the smallest picture that can
 # hold a brain slice (the smallest real pictures here are 150 px; MR matrices start at 64).

@@ -1,6 +1,6 @@
 """DICOM pixel data to the 8-bit picture, as a chain of small pure functions.
 
-The order is the one the standard gives (PS3.3 C.11, and :data:`brainscan.engine.contract.PICTURE_RULE`):
+The order is the one the standard gives (PS3.3 C.11, and :data:`brainscan.engine.model.contract.PICTURE_RULE`):
 
 1. decode the stored values of one frame (:func:`decode_frame`);
 2. the modality LUT, rescale slope and intercept or a Modality LUT Sequence (:func:`modality_lut`);
@@ -250,7 +250,7 @@ def to_picture(ds: Dataset, frame_index: int = 0) -> tuple[np.ndarray, np.ndarra
     Returns
     -------
     picture:
-        H x W x 3 uint8 (:data:`~brainscan.engine.contract.PICTURE_RULE`).
+        H x W x 3 uint8 (:data:`~brainscan.engine.model.contract.PICTURE_RULE`).
     values:
         H x W float32 modality values (before any MONOCHROME1 inversion), None for colour.
     window:

@@ -154,7 +154,7 @@ def find_inputs(
     """Every picture to screen under ``paths``, without decoding pixels, and what was left out.
 
     Raster files give one :class:`FrameRef` each; DICOM files one per frame, grouped by series
-    and sorted along the slice normal (see :mod:`brainscan.engine.dicom_series`), each series
+    and sorted along the slice normal (see :mod:`brainscan.engine.input.dicom_series`), each series
     placed where its first file was found.
 
     Every file named on the command line, and every file found in a folder that is named like a

@@ -128,7 +128,7 @@ def estimated_picture_bytes(path: str | Path) -> int | None:
     """What decoding a raster file will hold (picture, and values for deep grey), from its first bytes.
 
     None when the header there does not say (a JPEG frame header behind a large EXIF block, BigTIFF).
-    Used to bound the memory of frames decoded ahead (:class:`brainscan.engine.screening.DecodeBudget`).
+    Used to bound the memory of frames decoded ahead (:class:`brainscan.engine.run.decode_ahead.DecodeBudget`).
     """
     with open(path, "rb") as handle:
         head = handle.read(ESTIMATE_HEAD_BYTES)

@@ -24,7 +24,7 @@ RESIZE_MODES = ("pad-square", "stretch")
 TEST_TIME_AUGMENTATIONS = ("hflip",)
 
 # How any source becomes the 8-bit picture the model sees. The training images are 8-bit exports,
-# so every source is brought to the same kind of picture first (see brainscan.engine.loading).
+# so every source is brought to the same kind of picture first (see brainscan.engine.input.loading).
 PICTURE_RULE = (
     "8-bit RGB, grey sources replicated to 3 channels. Raster images: 8-bit as stored; 16-bit "
     "scaled linearly from the minimum to the maximum; alpha composited on black. DICOM: "

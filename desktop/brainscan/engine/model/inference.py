@@ -3,7 +3,7 @@
 :class:`Classifier` opens a model file, reads and checks its contract, picks the execution
 provider (``auto | cuda | cpu``) and reports the one actually used. :meth:`Classifier.predict`
 returns, per picture, the class probabilities and the feature maps that make Grad-CAM exact
-(:mod:`brainscan.engine.cam`), so changing the CAM class or method never re-runs the network.
+(:mod:`brainscan.engine.model.cam`), so changing the CAM class or method never re-runs the network.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ class Classifier:
         onnxruntime intra-op threads (default: onnxruntime's choice, one per core).
     allow_unverified:
         Open a model whose contract records no ``weights_sha256`` (its :attr:`integrity` is then
-        :data:`~brainscan.engine.integrity.UNVERIFIED`); by default such a model is refused.
+        :data:`~brainscan.engine.model.integrity.UNVERIFIED`); by default such a model is refused.
 
     Raises
     ------

@@ -1,7 +1,7 @@
 """A checksum of a model's weights, recorded in its contract and verified when it is opened.
 
 The trainer's export records ``weights_sha256`` in the contract JSON (metadata key
-:data:`~brainscan.engine.contract.METADATA_KEY`); :class:`~brainscan.engine.inference.Classifier`
+:data:`~brainscan.engine.model.contract.METADATA_KEY`); :class:`~brainscan.engine.model.inference.Classifier`
 recomputes it and refuses a model whose weights no longer match. A model whose contract records no
 checksum is refused too (:class:`~brainscan.engine.errors.UnverifiedModelError`) unless the caller
 explicitly allows it (``--allow-unverified-model``); it then runs as :data:`UNVERIFIED`, and every

@@ -1,16 +1,16 @@
 """Screening as a generator of per-frame results.
 
 :func:`screen` decodes frames ahead on a small thread pool, classifies them in batches and yields
-one :class:`FrameResult` per :class:`~brainscan.engine.loading.FrameRef`, in input order. A file
+one :class:`FrameResult` per :class:`~brainscan.engine.input.frames.FrameRef`, in input order. A file
 that cannot be read becomes an ``error`` result with its message; it never stops the batch. The
-command line writes the results as they come (:mod:`brainscan.engine.results`), the viewer shows
+command line writes the results as they come (:mod:`brainscan.engine.results.store`), the viewer shows
 them; both can stop consuming at any time (cancel).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -35,6 +35,66 @@ def _predict_isolated(classifier: Classifier, frames: list[Frame]) -> list[Predi
         return results
 
 
+def classified(
+    ref: FrameRef, frame: Frame, prediction: Prediction, classifier: Classifier, *, cam_method: str | None,
+    keep_frames: bool,
+) -> FrameResult:
+    """The ``ok`` result of one classified frame, with its heat map's peak (and the map, when kept)."""
+    classes = classifier.classes
+    index = prediction.label_index
+    result = FrameResult(
+        ref,
+        "ok",
+        probabilities=prediction.probabilities,
+        label=classes[index],
+        confidence=prediction.confidence,
+        tumour_probability=tumour_probability(prediction.probabilities, classes),
+        size=(int(frame.picture.shape[0]), int(frame.picture.shape[1])),
+        window_source=frame.window_source,
+        identifiers=dict(frame.identifiers),
+    )
+    if cam_method is not None:
+        target = 0 if cam_method in CLASS_INDEPENDENT else index
+        heat = cam_on_picture(
+            cam_method, prediction.features, classifier.cam_weight, target, frame.picture.shape[:2], classifier.contract
+        )
+        peak = np.unravel_index(int(np.argmax(heat)), heat.shape)
+        result.cam_peak = (int(peak[0]), int(peak[1]))
+        if keep_frames:
+            result.heat = heat
+    if keep_frames:
+        result.frame = frame
+        result.prediction = prediction
+    return result
+
+
+def _flush(
+    batch: deque[tuple[FrameRef, Frame | BaseException]],
+    classifier: Classifier,
+    budget: DecodeBudget,
+    result_of: Callable[[FrameRef, Frame, Prediction], FrameResult],
+) -> Iterator[FrameResult]:
+    """Classify a batch, then yield its results in order, letting go of each frame once its consumer is done."""
+    frames = [item for _, item in batch if isinstance(item, Frame)]
+    predictions = iter(_predict_isolated(classifier, frames)) if frames else iter(())
+    frames.clear()
+    while batch:
+        ref, item = batch.popleft()
+        nbytes = frame_bytes(item)
+        try:
+            if not isinstance(item, Frame):
+                yield FrameResult(ref, "error", error=describe_failure(ref, item))
+                continue
+            prediction = next(predictions)
+            if isinstance(prediction, BaseException):
+                yield FrameResult(ref, "error", error=describe_failure(ref, prediction))
+                continue
+            yield result_of(ref, item, prediction)
+        finally:
+            del item
+            budget.let_go(nbytes)
+
+
 def screen(
     refs: Iterable[FrameRef],
     classifier: Classifier,
@@ -49,7 +109,7 @@ def screen(
     Parameters
     ----------
     cam_method:
-        One of :data:`brainscan.engine.cam.METHODS` to compute the heat map of the predicted
+        One of :data:`brainscan.engine.model.cam.METHODS` to compute the heat map of the predicted
         class (``heat``, at the picture's size, and its peak), or ``None`` for none.
     keep_frames:
         Keep the decoded :class:`Frame` and :class:`Prediction` on each result (the viewer and
@@ -57,67 +117,21 @@ def screen(
     """
     if cam_method is not None and cam_method not in METHODS:
         raise ValueError(f"unknown CAM method {cam_method!r}; choose one of {', '.join(METHODS)} or none")
-    classes = classifier.classes
     budget = DecodeBudget(DECODE_AHEAD_BYTES)
     batch: deque[tuple[FrameRef, Frame | BaseException]] = deque()
     batch_bytes = 0
 
-    def flush() -> Iterator[FrameResult]:
-        """Classify the batch, then yield its results, letting go of each frame once its consumer is done."""
-        nonlocal batch_bytes
-        budget.use(batch_bytes)
-        batch_bytes = 0
-        frames = [item for _, item in batch if isinstance(item, Frame)]
-        predictions = iter(_predict_isolated(classifier, frames)) if frames else iter(())
-        frames.clear()
-        while batch:
-            ref, item = batch.popleft()
-            nbytes = frame_bytes(item)
-            try:
-                if not isinstance(item, Frame):
-                    yield FrameResult(ref, "error", error=describe_failure(ref, item))
-                    continue
-                prediction = next(predictions)
-                if isinstance(prediction, BaseException):
-                    yield FrameResult(ref, "error", error=describe_failure(ref, prediction))
-                    continue
-                yield _result(ref, item, prediction)
-            finally:
-                del item
-                budget.let_go(nbytes)
-
-    def _result(ref: FrameRef, frame: Frame, prediction: Prediction) -> FrameResult:
-        index = prediction.label_index
-        result = FrameResult(
-            ref,
-            "ok",
-            probabilities=prediction.probabilities,
-            label=classes[index],
-            confidence=prediction.confidence,
-            tumour_probability=tumour_probability(prediction.probabilities, classes),
-            size=(int(frame.picture.shape[0]), int(frame.picture.shape[1])),
-            window_source=frame.window_source,
-            identifiers=dict(frame.identifiers),
-        )
-        if cam_method is not None:
-            target = 0 if cam_method in CLASS_INDEPENDENT else index
-            heat = cam_on_picture(
-                cam_method, prediction.features, classifier.cam_weight, target, frame.picture.shape[:2], classifier.contract
-            )
-            peak = np.unravel_index(int(np.argmax(heat)), heat.shape)
-            result.cam_peak = (int(peak[0]), int(peak[1]))
-            if keep_frames:
-                result.heat = heat
-        if keep_frames:
-            result.frame = frame
-            result.prediction = prediction
-        return result
+    def result_of(ref: FrameRef, frame: Frame, prediction: Prediction) -> FrameResult:
+        return classified(ref, frame, prediction, classifier, cam_method=cam_method, keep_frames=keep_frames)
 
     for ref, item in decode_ahead(refs, workers=decode_workers, ahead=max(2 * batch_size, 4), budget=budget):
         batch.append((ref, item))
         batch_bytes += frame_bytes(item)
         del item
         if len(batch) >= batch_size or batch_bytes >= BATCH_BYTES:
-            yield from flush()
+            budget.use(batch_bytes)
+            batch_bytes = 0
+            yield from _flush(batch, classifier, budget, result_of)
     if batch:
-        yield from flush()
+        budget.use(batch_bytes)
+        yield from _flush(batch, classifier, budget, result_of)
