@@ -235,7 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"error: {exc}")
         return EXIT_NOTHING_RAN
     except OSError as exc:  # e.g. the disk filled while writing: rows written so far are kept
-        _say(f"error: {exc.filename or ''} {exc.strerror or exc}; results written so far are kept")
+        where = exc.filename or getattr(args, "out", None) or "the output folder"
+        _say(f"error: {where}: {exc.strerror or exc}; results written so far are kept")
         return EXIT_NOTHING_RAN
 
 

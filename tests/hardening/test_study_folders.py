@@ -267,7 +267,7 @@ def test_a_full_disk_while_writing_results_names_the_file_and_keeps_the_rows(
             try:
                 raise raise_error
             except OSError as exc:
-                raise store.OutputError(store._write_failure(self.csv_path, exc)) from exc
+                raise store.OutputError(store.write_failure(self.csv_path, exc)) from exc
         return original(self, action)
 
     monkeypatch.setattr(store.ResultsStore, "_write", fill_up)
@@ -319,3 +319,16 @@ def test_a_long_discovery_shows_a_running_count_of_files(model, real_jpgs, tmp_p
     assert main(["screen", "--model", str(model), "--progress", "always", str(study), "--out", str(tmp_path / "o")]) == 0
     err = capsys.readouterr().err
     assert re.search(r"finding files: 30 files", err), err[-500:]
+
+
+def test_a_full_disk_while_writing_an_overlay_names_the_overlay_file(model, real_jpgs, tmp_path, monkeypatch, capsys):
+    from brainscan.engine.run import folder_run
+
+    def no_space(path, rgb):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(folder_run, "write_png", no_space)
+    assert screen(model, real_jpgs[0], "--out", tmp_path / "out", "--save-overlays") == 2
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert str(tmp_path / "out" / "overlays") in line and "disk is full" in line
+    assert len(csv_rows(tmp_path / "out" / RESULTS_CSV)) == 1  # the row written before is kept

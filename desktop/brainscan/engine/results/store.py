@@ -298,7 +298,7 @@ class ResultsStore:
             action()
             self._stream.flush()
         except OSError as exc:
-            raise OutputError(_write_failure(self.csv_path, exc)) from exc
+            raise OutputError(write_failure(self.csv_path, exc)) from exc
 
     def close(self) -> None:
         try:
@@ -351,7 +351,7 @@ class ResultsStore:
             try:
                 write(path)
             except OSError as exc:
-                raise OutputError(_write_failure(path, exc)) from exc
+                raise OutputError(write_failure(path, exc)) from exc
 
     def __enter__(self) -> ResultsStore:
         return self
@@ -360,7 +360,7 @@ class ResultsStore:
         self.close()
 
 
-def _write_failure(path: Path, exc: OSError) -> str:
+def write_failure(path: Path, exc: OSError) -> str:
     reason = exc.strerror or str(exc)
     if exc.errno == errno.ENOSPC:
         return (f"{path}: the disk is full ({reason}); free some space and run the same command again "

@@ -35,7 +35,7 @@ from brainscan.engine.reports import ReportError, ReportOptions, ReportOutcome, 
 from brainscan.engine.reports.thumbnails import frame_stem
 from brainscan.engine.results.cells import path_text
 from brainscan.engine.results.record import FrameResult
-from brainscan.engine.results.store import ResultsStore
+from brainscan.engine.results.store import OutputError, ResultsStore, write_failure
 from brainscan.engine.run.screening import screen
 
 OVERLAYS_DIR = "overlays"
@@ -206,7 +206,11 @@ class FolderRun:
             return
         mixed = blend(result.frame.picture, result.heat, colormap=self.settings.colormap, opacity=self.settings.opacity)
         text = f"{result.label} {result.confidence:.2f} | {self.settings.cam_method} | research use only"
-        write_png(self.overlays / overlay_name(result.ref), caption(mixed, text))
+        target = self.overlays / overlay_name(result.ref)
+        try:
+            write_png(target, caption(mixed, text))
+        except OSError as exc:  # a full disk: say which file, keep everything written
+            raise OutputError(write_failure(target, exc)) from exc
 
     # -- the end -------------------------------------------------------------------------------------
     def finish(self) -> RunOutcome:
