@@ -62,7 +62,7 @@ def shoot(args: argparse.Namespace, scratch: Path) -> int:
 
     import dicom_factory as factory
     from brainscan.engine.resources import default_model_path, samples_dir
-    from brainscan.gui.app import create_application
+    from brainscan.gui.application import create_application
     from brainscan.gui.main_window import MainWindow
     from brainscan.gui.settings import AppSettings
 
@@ -81,12 +81,12 @@ def shoot(args: argparse.Namespace, scratch: Path) -> int:
     window = MainWindow(settings, model_in_background=False)
     window.setGeometry(0, 0, WIDTH, HEIGHT)
     window.show()
-    window.open_paths([str(series.folder), str(samples_dir())])
+    window.opening.open_paths([str(series.folder), str(samples_dir())])
     assert wait_for(window.controller.frameShown), "nothing showed"
-    assert wait_for(window.openFinished, condition=lambda: len(window.controller.session) >= 24)
+    assert wait_for(window.opening.finished, condition=lambda: len(window.controller.session) >= 24)
     window.overlay_panel.threshold_slider.setValue(30)  # a calmer map for the picture
-    assert window.classify_all()
-    assert wait_for(window.batchFinished)
+    assert window.batch.classify_all()
+    assert wait_for(window.batch.finished)
     keys = window.results_panel.table_model.suspicious
     series_key = next(iter(keys))
     window.controller.go_to(series_key)
@@ -101,7 +101,7 @@ def shoot(args: argparse.Namespace, scratch: Path) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if not shot.save(str(args.out)):
         raise SystemExit(f"could not write {args.out}")
-    print(f"{args.out}: {shot.width()} x {shot.height()}, model: {window.classifier.contract.name} ({which}), "
+    print(f"{args.out}: {shot.width()} x {shot.height()}, model: {window.models.classifier.contract.name} ({which}), "
           f"slice {window.controller.session.position_text()}, {window.controller.finding_text().splitlines()[0]}")
     window.close()
     return 0

@@ -123,7 +123,7 @@ def bench_first_slice(app, settings_path: Path, model: Path, device: str, series
         loaded: set = set()
         window.controller.thumbnailReady.connect(lambda key, _p, s=loaded: s.add(key))
         start = time.perf_counter()
-        window.open_paths([str(series)])
+        window.opening.open_paths([str(series)])
         assert wait_for(window.controller.frameShown), "the first slice never showed"
         first.append(time.perf_counter() - start)
         slices = len(window.controller.session)
@@ -140,14 +140,14 @@ def bench_first_slice(app, settings_path: Path, model: Path, device: str, series
 
 def bench_overlay(app, settings_path: Path, model: Path, device: str, single: Path, repeats: int) -> dict:
     window = make_window(settings_path, model, device)
-    window.open_paths([str(single)])
+    window.opening.open_paths([str(single)])
     assert wait_for(window.controller.frameShown)
-    assert window.classify_all()
-    assert wait_for(window.batchFinished)
+    assert window.batch.classify_all()
+    assert wait_for(window.batch.finished)
     panel, controller, viewport = window.overlay_panel, window.controller, window.view.viewport()
     shape = window.view.slice_item.image.shape
     methods = ["gradcam", "layercam", "gradcam++", "eigencam"]
-    classes = list(range(len(window.classifier.classes)))
+    classes = list(range(len(window.models.classifier.classes)))
 
     def timed(change, fresh: bool = False) -> float:
         if fresh:
@@ -187,7 +187,7 @@ def bench_stall(app, settings_path: Path, model: Path, device: str, series: Path
     from PySide6.QtCore import QElapsedTimer, QTimer
 
     window = make_window(settings_path, model, device)
-    window.open_paths([str(series)])
+    window.opening.open_paths([str(series)])
     assert wait_for(window.controller.frameShown)
     gaps: list[float] = []
     clock = QElapsedTimer()
@@ -207,8 +207,8 @@ def bench_stall(app, settings_path: Path, model: Path, device: str, series: Path
     timer.start()
     scroll.start()
     start = time.perf_counter()
-    assert window.classify_all()
-    assert wait_for(window.batchFinished, timeout_ms=600_000)
+    assert window.batch.classify_all()
+    assert wait_for(window.batch.finished, timeout_ms=600_000)
     elapsed = time.perf_counter() - start
     timer.stop()
     scroll.stop()
@@ -240,7 +240,7 @@ def main() -> int:
 
     from brainscan.engine.model.inference import Classifier
     from brainscan.engine.resources import default_model_path
-    from brainscan.gui.app import create_application
+    from brainscan.gui.application import create_application
 
     app = create_application([sys.argv[0]])
     scratch = Path(tempfile.mkdtemp(prefix="brainscan-viewer-bench-"))

@@ -31,6 +31,8 @@ from brainscan.engine.reports import ReportError, ReviewRule, parse_formats
 from brainscan.engine.reports import common as report_common
 from brainscan.engine.reports.content import build_content
 from brainscan.engine.reports.html_report import render_html
+from brainscan.engine.results.record import FrameRecord
+from brainscan.engine.results.rows import read_records
 from tiny_models import FOUR_CLASSES, build_tiny_model
 
 pypdf = pytest.importorskip("pypdf")
@@ -114,6 +116,10 @@ def deidentified_run(inputs, model, tmp_path_factory) -> SimpleNamespace:
 def rows(out: Path) -> list[dict[str, str]]:
     with open(out / "results.csv", newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
+
+
+def records(out: Path) -> list[FrameRecord]:
+    return list(read_records(out / "results.csv", FOUR_CLASSES))
 
 
 def pdf_pages(path: Path) -> list[str]:
@@ -244,7 +250,7 @@ def test_html_is_self_contained_and_holds_the_same(full_run):
 
 def test_thumbnails_are_capped_and_the_report_says_so(full_run):
     run = json.loads((full_run.out / "results.json").read_text())["run"]
-    content = build_content(full_run.out, rows(full_run.out), run, FOUR_CLASSES, max_thumbnails=3, max_table_rows=4)
+    content = build_content(full_run.out, records(full_run.out), run, FOUR_CLASSES, max_thumbnails=3, max_table_rows=4)
     assert len(content.gallery) == 3
     tumour = sorted((float(r["tumour_probability"]) for r in rows(full_run.out)), reverse=True)
     assert [e.tumour_probability for e in content.gallery] == pytest.approx(tumour[:3], abs=1e-6)
@@ -480,7 +486,7 @@ def test_disk_full_while_screening_stops_with_one_line_and_keeps_the_rows(inputs
 
 def test_a_stricter_review_rule_flags_every_frame_in_both_reports(full_run):
     run = json.loads((full_run.out / "results.json").read_text())["run"]
-    content = build_content(full_run.out, rows(full_run.out), run, FOUR_CLASSES,
+    content = build_content(full_run.out, records(full_run.out), run, FOUR_CLASSES,
                             rule=ReviewRule(min_confidence=0.999, margin=0.999))
     assert content.counts["flagged"] == 9
     html = render_html(content)
@@ -498,7 +504,7 @@ def test_model_card_shows_the_validation_metrics_of_the_contract(full_run):
         "per_class": {name: {"precision": 0.9, "recall": 0.91, "f1": 0.905, "support": 203} for name in FOUR_CLASSES},
         "caveat": "validation comes from the same public data set as training",
     }}
-    content = build_content(full_run.out, rows(full_run.out), run, FOUR_CLASSES)
+    content = build_content(full_run.out, records(full_run.out), run, FOUR_CLASSES)
     html = render_html(content)
     for fact in ("0.9421", "macro f1", "0.9388", "812", "0.905", "same public data set"):
         assert fact in html
@@ -627,7 +633,7 @@ def test_thumbnail_note_counts_every_classified_frame_when_one_has_no_thumbnail(
     sorted((out / "thumbnails").glob("*.png"))[0].unlink()  # e.g. screened earlier without --report
     run = json.loads((out / "results.json").read_text())["run"]
 
-    content = build_content(out, rows(out), run, FOUR_CLASSES, max_thumbnails=3)
+    content = build_content(out, records(out), run, FOUR_CLASSES, max_thumbnails=3)
 
     html = render_html(content)
     assert "the 3 most suspicious of the 8 of 9 classified frames that have a thumbnail" in html

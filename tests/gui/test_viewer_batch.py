@@ -12,16 +12,17 @@ from PySide6.QtCore import Qt
 from viewer_helpers import classify_and_wait, open_and_show
 
 from brainscan import RESEARCH_USE_NOTICE
+from brainscan.engine.results.record import frame_key
 
 pytestmark = pytest.mark.gui
 
 
 def test_a_batch_fills_the_table_and_a_broken_file_does_not_stop_it(qtbot, window, gui_data):
     open_and_show(qtbot, window, [gui_data.series.folder, gui_data.jpgs])
-    window.open_paths([gui_data.broken])
+    window.opening.open_paths([gui_data.broken])
     qtbot.waitUntil(lambda: len(window.controller.session) == 26, timeout=10_000)
     progress = []
-    window.batch.progress.connect(lambda done, total: progress.append((done, total)))
+    window.batch.runner.progress.connect(lambda done, total: progress.append((done, total)))
     classify_and_wait(qtbot, window)
     model = window.results_panel.table_model
     assert model.rowCount() == 26
@@ -30,7 +31,7 @@ def test_a_batch_fills_the_table_and_a_broken_file_does_not_stop_it(qtbot, windo
     assert [row.name for row in errors] == ["cut-short.jpg"]
     assert "copy it again" in errors[0].error
     assert "1 could not be read" in window.statusBar().currentMessage()
-    assert window.progress.isHidden()
+    assert window.status.progress.isHidden()
     assert window.actions_.classify.isEnabled() and not window.actions_.cancel.isEnabled()
 
 
@@ -80,20 +81,21 @@ def test_the_series_summary_points_at_the_most_suspicious_slice(qtbot, window, g
     classify_and_wait(qtbot, window)
     rows = window.results_panel.table_model.rows
     best = max(rows, key=lambda r: r.tumour_probability)
+    best_key = frame_key(best.path, best.frame)
     summary = window.series_panel
     assert summary.rowCount() == 1
     assert summary.item(0, 4).text() == f"slice {best.series_index + 1}/16"
-    assert window.results_panel.table_model.suspicious == {best.key}
+    assert window.results_panel.table_model.suspicious == {best_key}
     summary.cellClicked.emit(0, 4)
-    assert window.controller.session.current_key == best.key
+    assert window.controller.session.current_key == best_key
 
 
 def test_cancel_stops_the_batch_and_a_second_run_finishes_the_rest(qtbot, window, gui_data):
     open_and_show(qtbot, window, [gui_data.series.folder, gui_data.jpgs])
     total = len(window.controller.session)
-    with qtbot.waitSignal(window.batchFinished, timeout=30_000) as blocker:
-        assert window.classify_all()
-        assert window.actions_.cancel.isEnabled() and window.cancel_button.isVisible()
+    with qtbot.waitSignal(window.batch.finished, timeout=30_000) as blocker:
+        assert window.batch.classify_all()
+        assert window.actions_.cancel.isEnabled() and window.status.cancel_button.isVisible()
         window.actions_.cancel.trigger()
     assert blocker.args == [True]
     done = window.results_panel.table_model.rowCount()
@@ -107,7 +109,7 @@ def test_cancel_stops_the_batch_and_a_second_run_finishes_the_rest(qtbot, window
 def test_results_export_as_csv_with_the_notice(qtbot, window, gui_data, tmp_path):
     open_and_show(qtbot, window, [gui_data.series.folder])
     classify_and_wait(qtbot, window)
-    path, series_path = window.export_results_csv(tmp_path / "results.csv")
+    path, series_path = window.exports.export_results_csv(tmp_path / "results.csv")
     lines = path.read_text(encoding="utf-8").splitlines()
     assert lines[0].startswith("#") and RESEARCH_USE_NOTICE in lines[0]
     rows = list(csv.DictReader(lines[1:]))
@@ -127,8 +129,8 @@ def test_a_batch_started_at_once_still_gives_every_thumbnail(qtbot, window, gui_
 
 def test_closing_everything_during_a_batch_stops_it_and_leaves_no_rows(qtbot, window, gui_data):
     open_and_show(qtbot, window, [gui_data.series.folder, gui_data.jpgs])
-    with qtbot.waitSignal(window.batchFinished, timeout=30_000) as blocker:
-        assert window.classify_all()
+    with qtbot.waitSignal(window.batch.finished, timeout=30_000) as blocker:
+        assert window.batch.classify_all()
         window.actions_.close_all.trigger()
     assert blocker.args == [True]
     assert window.results_panel.table_model.rowCount() == 0

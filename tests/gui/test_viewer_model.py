@@ -18,7 +18,7 @@ from brainscan.engine.input.frames import Frame, FrameRef
 from brainscan.engine.input.loading import load_frame
 from brainscan.engine.model.inference import Classifier
 from brainscan.engine.model.overlay import blend
-from brainscan.engine.results.record import FrameResult
+from brainscan.engine.results.record import FrameRecord, FrameResult
 from brainscan.engine.run.screening import screen
 from brainscan.engine.viewer.display import (
     WindowLevel,
@@ -39,7 +39,7 @@ from brainscan.engine.viewer.results import (
     RowFilter,
     export_results,
     most_suspicious_keys,
-    row_from_result,
+    position,
     series_summary,
 )
 from brainscan.engine.viewer.state import FrameCache, ViewerSession, frame_key, group_refs, thumbnail
@@ -67,7 +67,7 @@ def test_navigation_clamps_within_a_series_and_reports_the_position():
     assert session.step(10) and session.position_text() == "slice 5/5"
     assert session.go_to_end(False) and session.position_text() == "slice 1/5"
     assert session.step_group(1) and session.position_text() == "image 1/3"
-    assert session.go_to(frame_key(_refs()[2])) and session.position_text() == "slice 3/5"
+    assert session.go_to(frame_key(_refs()[2].path, 0)) and session.position_text() == "slice 3/5"
 
 
 def test_opening_the_same_frames_again_adds_nothing():
@@ -165,9 +165,13 @@ def test_heat_maps_come_from_the_stored_features_and_are_cached(screened):
     assert other != target and OverlaySettings(method="eigencam", target=PREDICTED).resolve_target(result.prediction) == 0
 
 
+def records_of(results: list[FrameResult], classes: tuple[str, ...]) -> list[FrameRecord]:
+    return [FrameRecord.from_result(r, classes, "gradcam") for r in results]
+
+
 def test_rows_filter_by_class_confidence_errors_and_text(screened):
     classifier, results = screened
-    rows = [row_from_result(r, classifier.classes) for r in results]
+    rows = records_of(results, classifier.classes)
     assert any(not r.ok for r in rows)
     errors = [r for r in rows if RowFilter(errors_only=True).accepts(r)]
     assert errors and all(not r.ok for r in errors) and "cut-short.jpg" in errors[0].error
@@ -176,21 +180,21 @@ def test_rows_filter_by_class_confidence_errors_and_text(screened):
     confident = [r for r in rows if RowFilter(min_confidence=0.5).accepts(r)]
     assert all(r.confidence >= 0.5 for r in confident)
     assert [r.name for r in rows if RowFilter(text="CUT-SHORT").accepts(r)] == ["cut-short.jpg"]
-    assert rows[0].position == "1/16"
+    assert position(rows[0]) == "1/16"
 
 
 def test_series_summary_names_the_most_suspicious_slice(screened):
     classifier, results = screened
-    rows = [row_from_result(r, classifier.classes) for r in results]
+    rows = records_of(results, classifier.classes)
     (entry,) = series_summary(rows, classifier.classes)
     best = max((r for r in rows if r.series_uid), key=lambda r: r.tumour_probability)
-    assert entry["slices"] == 16 and entry["most_suspicious_path"] == best.path
-    assert most_suspicious_keys([entry]) == {best.key}
+    assert entry.slices == 16 and entry.most_suspicious is best
+    assert most_suspicious_keys([entry]) == {frame_key(best.path, best.frame)}
 
 
 def test_exported_csv_holds_the_notice_and_every_row(screened, tmp_path):
     classifier, results = screened
-    path, series_path = export_results(tmp_path / "out.csv", results, classifier.classes, "gradcam")
+    path, series_path = export_results(tmp_path / "out.csv", records_of(results, classifier.classes), classifier.classes)
     lines = path.read_text(encoding="utf-8").splitlines()
     assert RESEARCH_USE_NOTICE in lines[0] and lines[0].startswith("#")
     rows = list(csv.DictReader(lines[1:]))
@@ -211,3 +215,14 @@ def test_exported_picture_has_the_overlay_and_a_caption(screened):
     factor = out.shape[1] // picture.shape[1]
     assert factor >= 2 and out.shape[1] >= 512 and out.shape[0] > picture.shape[0] * factor  # caption strips below
     assert not np.array_equal(out[: picture.shape[0] * factor : factor, ::factor], picture)  # the heat is drawn
+
+
+def test_a_file_opened_under_two_spellings_is_one_frame(tmp_path, monkeypatch):
+    (tmp_path / "a.jpg").write_bytes(b"")
+    (tmp_path / "link.jpg").symlink_to(tmp_path / "a.jpg")
+    monkeypatch.chdir(tmp_path)
+    session = ViewerSession()
+    session.add([FrameRef(tmp_path / "a.jpg"), FrameRef(Path("link.jpg"))])
+    session.add([FrameRef(Path("a.jpg"))])
+    assert len(session) == 1 and sum(len(g) for g in session.groups) == 1
+    assert session.current_key == frame_key(tmp_path / "a.jpg", 0)

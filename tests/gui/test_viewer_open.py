@@ -66,7 +66,7 @@ def test_a_broken_file_shows_its_message_and_the_others_still_open(qtbot, window
     c = window.controller
     broken_key = (str(gui_data.broken / "cut-short.jpg"), 0)
     with qtbot.waitSignal(c.frameFailed, timeout=10_000, check_params_cb=lambda key, _m: key == broken_key):
-        window.open_paths([gui_data.broken])
+        window.opening.open_paths([gui_data.broken])
     assert c.session.current_key == broken_key  # the first file of the folder
     message = window.view.message
     assert message.isVisible()
@@ -85,9 +85,9 @@ def test_a_broken_file_shows_its_message_and_the_others_still_open(qtbot, window
 
 
 def test_a_missing_path_is_reported_not_raised(qtbot, window, tmp_path):
-    with qtbot.waitSignal(window.openFinished, timeout=10_000):
-        window.open_paths([tmp_path / "nowhere"])
-    assert "does not exist" in window.last_error
+    with qtbot.waitSignal(window.opening.finished, timeout=10_000):
+        window.opening.open_paths([tmp_path / "nowhere"])
+    assert "does not exist" in window.status.last_error
     assert len(window.controller.session) == 0
 
 

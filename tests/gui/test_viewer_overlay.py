@@ -22,8 +22,8 @@ def classified(qtbot, window, gui_data, monkeypatch):
     open_and_show(qtbot, window, [gui_data.series.folder])
     classify_and_wait(qtbot, window)
     calls = []
-    original = window.classifier.predict
-    monkeypatch.setattr(window.classifier, "predict", lambda pictures: calls.append(len(pictures)) or original(pictures))
+    original = window.models.classifier.predict
+    monkeypatch.setattr(window.models.classifier, "predict", lambda pictures: calls.append(len(pictures)) or original(pictures))
     window.network_calls = calls
     return window
 
@@ -56,12 +56,11 @@ def test_every_control_changes_what_is_drawn_without_running_the_network(classif
     panel.method_combo.setCurrentIndex(panel.method_combo.findData("gradcam"))
     assert np.allclose(_heat(w), before)
 
-    result = w.controller.current_result()
-    other = (result.prediction.label_index + 1) % 4
+    other = (w.controller.current_prediction().label_index + 1) % 4
     panel.target_combo.setCurrentIndex(panel.target_combo.findData(other))
     assert w.controller.overlay.target == other
     assert not np.allclose(_heat(w), before)
-    assert w.classifier.classes[other] in w.view.finding_label.text()
+    assert w.models.classifier.classes[other] in w.view.finding_label.text()
     panel.target_combo.setCurrentIndex(panel.target_combo.findData(PREDICTED))
 
     panel.opacity_slider.setValue(80)
@@ -120,11 +119,11 @@ def test_the_exported_png_carries_the_overlay_and_the_notice(classified, tmp_pat
     import cv2
 
     w = classified
-    path = w.export_image(tmp_path / "slice.png")
+    path = w.exports.export_image(tmp_path / "slice.png")
     picture = cv2.imread(str(path))
     assert picture is not None and picture.shape[1] >= 512
     height = w.view.slice_item.image.shape[0] * (picture.shape[1] // w.view.slice_item.image.shape[1])
     assert picture.shape[0] > height  # the caption strips with the notice
     w.overlay_panel.visible_box.setChecked(False)
-    plain = cv2.imread(str(w.export_image(tmp_path / "plain.png")))
+    plain = cv2.imread(str(w.exports.export_image(tmp_path / "plain.png")))
     assert not np.array_equal(plain[:height], picture[:height])

@@ -38,8 +38,8 @@ def _select_rows(window, rows: list[int]) -> None:
 
 
 def _write(qtbot, window, request: ReportRequest, timeout: int = 60_000):
-    with qtbot.waitSignal(window.reportFinished, timeout=timeout) as blocker:
-        assert window.write_report(request)
+    with qtbot.waitSignal(window.reports.finished, timeout=timeout) as blocker:
+        assert window.reports.write(request)
     return blocker.args
 
 
@@ -55,7 +55,7 @@ def test_the_dialog_offers_each_scope_with_its_size_and_dicom_only_for_dicom(qtb
                 if window.results_panel.visible_keys()[r][0].endswith(".jpg")][:2]
     _select_rows(window, jpg_rows)
 
-    dialog = ReportDialog(window.report_scopes(), tmp_path / "report", window)
+    dialog = ReportDialog(window.reports.scopes(), tmp_path / "report", window)
     qtbot.addWidget(dialog)
     assert "(2 images)" in dialog.scope_buttons["selection"].text()
     assert "(16 images, 16 DICOM)" in dialog.scope_buttons["series"].text()
@@ -79,7 +79,7 @@ def test_the_dialog_offers_each_scope_with_its_size_and_dicom_only_for_dicom(qtb
 
 def test_a_series_report_holds_pdf_html_and_dicom_that_reference_their_sources(qtbot, window, gui_data, tmp_path):
     _open_series_and_jpgs(qtbot, window, gui_data)
-    series = window.report_scopes()["series"]
+    series = window.reports.scopes()["series"]
     assert len(series) == 16
     folder = tmp_path / "series-report"
     outcome, message = _write(qtbot, window, ReportRequest("series", tuple(series), ("pdf", "html", "dicom"), folder))
@@ -102,7 +102,7 @@ def test_a_series_report_holds_pdf_html_and_dicom_that_reference_their_sources(q
                   .ReferencedSeriesSequence[0].ReferencedSOPSequence}
     assert referenced == sources
     assert "report.pdf" in window.statusBar().currentMessage()
-    assert window.actions_.write_report.isEnabled() and window.progress.isHidden()
+    assert window.actions_.write_report.isEnabled() and window.status.progress.isHidden()
 
 
 def series_paths(refs):
@@ -113,7 +113,7 @@ def test_a_report_of_two_selected_rows_screens_only_those(qtbot, window, gui_dat
     _open_series_and_jpgs(qtbot, window, gui_data)
     classify_and_wait(qtbot, window)
     _select_rows(window, [0, 3])
-    chosen = window.report_scopes()["selection"]
+    chosen = window.reports.scopes()["selection"]
     assert len(chosen) == 2
     outcome, message = _write(qtbot, window, ReportRequest("selection", tuple(chosen), ("pdf",), tmp_path / "two"))
     assert message == "" and outcome.ok == 2
@@ -125,11 +125,11 @@ def test_an_unusable_folder_is_reported_and_the_viewer_goes_on(qtbot, window, gu
     _open_series_and_jpgs(qtbot, window, gui_data)
     blocker_file = tmp_path / "a-file"
     blocker_file.write_text("not a folder")
-    outcome, message = _write(qtbot, window, ReportRequest("all", tuple(window.report_scopes()["all"]), ("pdf",),
+    outcome, message = _write(qtbot, window, ReportRequest("all", tuple(window.reports.scopes()["all"]), ("pdf",),
                                                           blocker_file / "report"))
     assert outcome is None
     assert "a-file" in message and "Traceback" not in message
-    assert "Report not written" in window.last_error
+    assert "Report not written" in window.status.last_error
     assert window.actions_.write_report.isEnabled() and window.actions_.classify.isEnabled()
 
 
@@ -149,14 +149,14 @@ def test_cancelling_a_report_keeps_the_rows_written_and_makes_no_report(qtbot, w
     _open_series_and_jpgs(qtbot, window, gui_data)
 
     def cancel_then_release(done, total):
-        window.cancel_batch()
+        window.cancel_running()
         go_on.set()
 
-    window.reporter.progress.connect(cancel_then_release)
+    window.reports.runner.progress.connect(cancel_then_release)
     folder = tmp_path / "cancelled"
-    outcome, message = _write(qtbot, window, ReportRequest("all", tuple(window.report_scopes()["all"]), ("pdf",), folder))
+    outcome, message = _write(qtbot, window, ReportRequest("all", tuple(window.reports.scopes()["all"]), ("pdf",), folder))
     assert outcome is None or outcome.interrupted
     assert 1 <= len(_rows(folder)) < 24
     assert not (folder / "report.pdf").exists()
     assert (folder / "results.json").exists()
-    assert "cancelled" in (message or window.last_error).lower()
+    assert "cancelled" in (message or window.status.last_error).lower()

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.gui
 
 
 def test_the_dialog_shows_the_model_card_of_the_model_in_use(window, tiny_model):
-    dialog = window.settings_dialog()
+    dialog = window.models.settings_dialog()
     text = dialog.card_view.toPlainText()
     assert "tiny-test-model" in text and "glioma" in text and "Research use only" in text
     assert dialog.model_path == tiny_model and dialog.device == "cpu"
@@ -32,14 +32,14 @@ def test_the_dialog_shows_the_model_card_of_the_model_in_use(window, tiny_model)
     ],
 )
 def test_a_wrong_model_is_refused_with_its_reason_and_the_previous_one_kept(window, other_models, tiny_model, which, reason):
-    previous = window.classifier
-    dialog = window.settings_dialog()
+    previous = window.models.classifier
+    dialog = window.models.settings_dialog()
     dialog.path_edit.setText(str(getattr(other_models, which)))
     assert not dialog.try_accept()
     assert dialog.error_label.isVisibleTo(dialog) and reason in dialog.error_label.text()
     assert dialog.classifier is None
-    window.apply_settings_dialog(dialog)
-    assert window.classifier is previous
+    window.models.apply_settings_dialog(dialog)
+    assert window.models.classifier is previous
     assert window.settings.model_path == tiny_model
 
 
@@ -47,16 +47,16 @@ def test_switching_to_another_model_clears_results_and_offers_its_classes(qtbot,
                                                                         settings_file):
     open_and_show(qtbot, window, [gui_data.jpgs])
     classify_and_wait(qtbot, window)
-    dialog = window.settings_dialog()
+    dialog = window.models.settings_dialog()
     dialog.path_edit.setText(str(other_models.binary))
-    with qtbot.waitSignal(window.modelChanged):
+    with qtbot.waitSignal(window.models.changed):
         assert dialog.try_accept()
-        window.apply_settings_dialog(dialog)
-    assert window.classifier.classes == ("no", "tumour")
+        window.models.apply_settings_dialog(dialog)
+    assert window.models.classifier.classes == ("no", "tumour")
     assert window.results_panel.table_model.rowCount() == 0
     combo = window.overlay_panel.target_combo
     assert [combo.itemText(i) for i in range(combo.count())] == ["predicted class", "no", "tumour"]
-    assert "tiny-binary" in window.device_label.text()
+    assert "tiny-binary" in window.status.device_label.text()
     window.settings.sync()
     assert AppSettings(settings_file).model_path == other_models.binary
     classify_and_wait(qtbot, window)
@@ -64,13 +64,13 @@ def test_switching_to_another_model_clears_results_and_offers_its_classes(qtbot,
 
 
 def test_the_device_in_use_is_shown_with_the_fallback_note(qtbot, window, tiny_model, settings_file):
-    assert "CPU (CPUExecutionProvider)" in window.device_label.text()
-    dialog = window.settings_dialog()
+    assert "CPU (CPUExecutionProvider)" in window.status.device_label.text()
+    dialog = window.models.settings_dialog()
     dialog.device_combo.setCurrentIndex(dialog.device_combo.findData("cuda"))
     assert dialog.try_accept()
-    window.apply_settings_dialog(dialog)
+    window.models.apply_settings_dialog(dialog)
     expected = Classifier(tiny_model, "cuda").device
-    label = window.device_label
+    label = window.status.device_label
     assert expected.used.upper() in label.text()
     assert label.toolTip() == expected.describe()
     if expected.note:  # no usable CUDA here: the fallback says why
@@ -82,12 +82,12 @@ def test_the_device_in_use_is_shown_with_the_fallback_note(qtbot, window, tiny_m
 
 def test_without_a_usable_model_the_viewer_opens_and_says_why(qtbot, make_window, other_models, gui_data):
     window = make_window(model=other_models.no_contract)
-    assert window.classifier is None
-    assert "no brainscan contract" in window.device_label.toolTip()
-    assert "Settings" in window.last_error
+    assert window.models.classifier is None
+    assert "no brainscan contract" in window.status.device_label.toolTip()
+    assert "Settings" in window.status.last_error
     open_and_show(qtbot, window, [gui_data.jpgs])
     assert not window.actions_.classify.isEnabled()
-    assert not window.classify_all()
+    assert not window.batch.classify_all()
 
 
 def test_the_model_opens_in_the_background_at_start(qtbot, settings_file, tiny_model):
@@ -99,10 +99,10 @@ def test_the_model_opens_in_the_background_at_start(qtbot, settings_file, tiny_m
     window = MainWindow(settings)  # model_in_background=True, as the application does
     qtbot.addWidget(window)
     try:
-        if window.classifier is None:
-            with qtbot.waitSignal(window.modelChanged, timeout=10_000):
+        if window.models.classifier is None:
+            with qtbot.waitSignal(window.models.changed, timeout=10_000):
                 pass
-        assert window.classifier is not None and "tiny-test-model" in window.device_label.text()
+        assert window.models.classifier is not None and "tiny-test-model" in window.status.device_label.text()
     finally:
         window.close()
     assert window.pool.pool.activeThreadCount() == 0
@@ -111,10 +111,10 @@ def test_the_model_opens_in_the_background_at_start(qtbot, settings_file, tiny_m
 def test_an_unverified_model_is_refused_at_start_unless_the_viewer_was_started_with_the_allowance(
         make_window, other_models):
     window = make_window(model=other_models.unverified)
-    assert window.classifier is None
-    assert "records no weights checksum" in window.device_label.toolTip()
-    assert "--allow-unverified-model" in window.device_label.toolTip()
-    assert window.integrity_label.isHidden()
+    assert window.models.classifier is None
+    assert "records no weights checksum" in window.status.device_label.toolTip()
+    assert "--allow-unverified-model" in window.status.device_label.toolTip()
+    assert window.status.integrity_label.isHidden()
 
 
 def test_started_with_the_allowance_an_unverified_model_shows_a_red_status_bar_warning_until_replaced(
@@ -128,19 +128,19 @@ def test_started_with_the_allowance_an_unverified_model_shows_a_red_status_bar_w
     qtbot.addWidget(window)
     window.show()
     try:
-        if window.classifier is None:
-            with qtbot.waitSignal(window.modelChanged, timeout=10_000):
+        if window.models.classifier is None:
+            with qtbot.waitSignal(window.models.changed, timeout=10_000):
                 pass
-        assert window.classifier.integrity == UNVERIFIED
-        label = window.integrity_label
+        assert window.models.classifier.integrity == UNVERIFIED
+        label = window.status.integrity_label
         assert label.isVisible() and label.text() == "UNVERIFIED MODEL"
         assert UNVERIFIED_WARNING in label.toolTip() and "#b00020" in label.styleSheet()
-        dialog = window.settings_dialog()  # the allowance reaches the settings dialog too
+        dialog = window.models.settings_dialog()  # the allowance reaches the settings dialog too
         assert dialog.check() and "unverified" in dialog.card_view.toPlainText()
         dialog.path_edit.setText(str(tiny_model))
-        with qtbot.waitSignal(window.modelChanged):
+        with qtbot.waitSignal(window.models.changed):
             assert dialog.try_accept()
-            window.apply_settings_dialog(dialog)
+            window.models.apply_settings_dialog(dialog)
         assert not label.isVisible()
     finally:
         window.close()
@@ -153,11 +153,11 @@ def test_a_report_written_from_the_viewer_with_an_unverified_model_warns_on_ever
     from brainscan.gui.report_dialog import ReportRequest
 
     window = make_window(model=other_models.unverified, allow_unverified=True)
-    assert window.integrity_label.isVisible()
+    assert window.status.integrity_label.isVisible()
     open_and_show(qtbot, window, [gui_data.jpgs])
-    refs = tuple(window.report_scopes()["all"])
-    with qtbot.waitSignal(window.reportFinished, timeout=60_000) as blocker:
-        assert window.write_report(ReportRequest("all", refs, ("pdf", "html"), tmp_path / "report"))
+    refs = tuple(window.reports.scopes()["all"])
+    with qtbot.waitSignal(window.reports.finished, timeout=60_000) as blocker:
+        assert window.reports.write(ReportRequest("all", refs, ("pdf", "html"), tmp_path / "report"))
     assert blocker.args[1] == ""
     pages = [page.extract_text() for page in pypdf.PdfReader(tmp_path / "report" / "report.pdf").pages]
     assert pages and all(UNVERIFIED_WARNING in text for text in pages)

@@ -30,6 +30,7 @@ from brainscan.engine.model.integrity import (
 from brainscan.engine.reports.content import build_content
 from brainscan.engine.reports.html_report import render_html
 from brainscan.engine.reports.pdf_report import render_pdf
+from brainscan.engine.results.record import FrameRecord
 from tiny_models import FOUR_CLASSES, build_tiny_model, tiny_contract
 
 REPO = Path(__file__).resolve().parents[2]
@@ -173,11 +174,11 @@ def test_cli_model_card_of_an_allowed_unverified_model_says_unverified(tmp_path,
 
 def _report_content(tmp_path: Path, integrity_value: str, frames: int = 150):
     """A report of ``frames`` screened rows (enough for several PDF pages) from a run with this integrity."""
-    rows = [{"path": f"/data/slice-{i:03d}.png", "frame": "0", "status": "ok", "label": "glioma", "confidence": "0.9",
-             "tumour_probability": "0.9", **{f"p_{c}": "0.25" for c in FOUR_CLASSES}} for i in range(frames)]
+    records = [FrameRecord(Path(f"/data/slice-{i:03d}.png"), 0, "ok", label="glioma", confidence=0.9,
+                           tumour_probability=0.9, probabilities=dict.fromkeys(FOUR_CLASSES, 0.25)) for i in range(frames)]
     run = {"application": "brainscan test", "model": {"name": "tiny", "classes": list(FOUR_CLASSES),
                                                       "integrity": integrity_value}}
-    return build_content(tmp_path, rows, run, FOUR_CLASSES)
+    return build_content(tmp_path, records, run, FOUR_CLASSES)
 
 
 def test_every_pdf_page_and_the_html_print_header_of_an_unverified_run_carry_the_warning(tmp_path):

@@ -35,29 +35,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def create_application(argv: Sequence[str]):
-    """The QApplication, with high-DPI scaling that follows the screen exactly."""
-    from PySide6.QtCore import Qt
-    from PySide6.QtGui import QGuiApplication
-    from PySide6.QtWidgets import QApplication
-
-    from brainscan.gui.icons import icon
-    from brainscan.gui.settings import APPLICATION, ORGANISATION
-
-    existing = QApplication.instance()
-    if existing is not None:
-        return existing
-    QGuiApplication.setHighDpiScaleFactorRoundingPolicy(Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
-    app = QApplication(list(argv))
-    app.setOrganizationName(ORGANISATION)
-    app.setApplicationName(APPLICATION)
-    app.setApplicationDisplayName("brainscan viewer")
-    app.setApplicationVersion(__version__)
-    app.setStyle("Fusion")
-    app.setWindowIcon(icon("brainscan"))
-    return app
-
-
 def open_window(args: argparse.Namespace) -> MainWindow:
     """The main window for the parsed command line (its model opens in the background)."""
     from brainscan.gui.main_window import MainWindow
@@ -72,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from brainscan.gui.self_test import viewer_self_test
 
         return viewer_self_test(args.device or "auto")
+    from brainscan.gui.application import create_application
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_application([sys.argv[0]])
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl+C in the terminal ends the viewer
@@ -79,5 +58,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     window = open_window(args)
     window.show()
     if args.paths:
-        window.open_paths(args.paths)
+        window.opening.open_paths(args.paths)
     return int(app.exec())

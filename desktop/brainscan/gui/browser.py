@@ -11,7 +11,7 @@ from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPixmap, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QAbstractItemView, QStyle, QTreeView, QWidget
 
-from brainscan.engine.results.record import FrameResult
+from brainscan.engine.results.record import FrameRecord
 from brainscan.engine.viewer.state import FrameKey, SeriesGroup, frame_key
 
 KEY_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -63,7 +63,7 @@ class BrowserModel(QStandardItemModel):
         item.setText(group.title)
         item.setToolTip(group.title)
         for position, ref in enumerate(group.refs):
-            key = frame_key(ref)
+            key = frame_key(ref.path, ref.frame)
             if key in self._frames:
                 continue
             child = QStandardItem(self._placeholder, f"{group.unit} {position + 1} · {ref.path.name}")
@@ -98,7 +98,7 @@ class BrowserModel(QStandardItemModel):
         item.setToolTip(message)
         item.setForeground(QColor("#d9534f"))
 
-    def set_result(self, key: FrameKey, result: FrameResult) -> None:
+    def set_result(self, key: FrameKey, result: FrameRecord) -> None:
         item = self._frames.get(key)
         if item is None:
             return

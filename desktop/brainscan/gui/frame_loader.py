@@ -92,7 +92,7 @@ class FrameLoader(QObject):
     # -- decoding ----------------------------------------------------------------------------------
     def request(self, ref: FrameRef, urgent: bool = False) -> None:
         """Queue ``ref`` for decoding; an urgent request overtakes the background ones."""
-        key = frame_key(ref)
+        key = frame_key(ref.path, ref.frame)
         priority = URGENT if urgent else BACKGROUND
         if self._pending.get(key, BACKGROUND + 1) <= priority:
             return
@@ -154,7 +154,7 @@ class FrameLoader(QObject):
                 self._queue.put((priority, ticket, ref))  # keep its place; look for urgent work
                 self._running.wait(0.05)
                 continue
-            key = frame_key(ref)
+            key = frame_key(ref.path, ref.frame)
             with self._served_lock:
                 if self._served.get(key, -1) > ticket:
                     continue

@@ -1,8 +1,12 @@
-"""The heat-map controls: target class, CAM method, opacity, colour map, threshold, on/off."""
+"""The heat-map controls: target class, CAM method, opacity, colour map, threshold, on/off.
+
+A thin view of the :class:`~brainscan.engine.viewer.overlay.OverlayModel`: every control is bound
+to one field of it both ways (:mod:`brainscan.gui.binding`), so the panel holds no settings of its own.
+"""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSignalBlocker, Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -16,7 +20,8 @@ from PySide6.QtWidgets import (
 
 from brainscan.engine.model.cam import CLASS_INDEPENDENT, METHODS
 from brainscan.engine.model.overlay import COLORMAPS
-from brainscan.engine.viewer.overlay import PREDICTED, OverlaySettings
+from brainscan.engine.viewer.overlay import PREDICTED, OverlayModel
+from brainscan.gui.binding import bind_check, bind_combo, bind_percent, follow
 
 METHOD_TIPS = {
     "gradcam": "Grad-CAM: feature maps weighted by the class gradient (exact for this model's head)",
@@ -36,13 +41,11 @@ def _percent_slider(tip: str) -> QSlider:
 
 
 class OverlayPanel(QWidget):
-    """Edits an :class:`OverlaySettings`; emits ``settingsChanged`` at every change."""
+    """Shows and edits an :class:`OverlayModel` (the model is the only owner of the settings)."""
 
-    settingsChanged = Signal(object)
-
-    def __init__(self, settings: OverlaySettings, parent: QWidget | None = None) -> None:
+    def __init__(self, model: OverlayModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self._settings = settings
+        self.model = model
         self._classes: tuple[str, ...] = ()
         self.visible_box = QCheckBox("Show heat map")
         self.visible_box.setToolTip("Draw the class activation map over the image (H; hold Space to hide it briefly)")
@@ -64,7 +67,11 @@ class OverlayPanel(QWidget):
         self.note = QLabel()
         self.note.setWordWrap(True)
         self.note.setStyleSheet("color: palette(mid);")
+        self._lay_out()
+        self.set_classes(())
+        self._bind(model)
 
+    def _lay_out(self) -> None:
         form = QFormLayout()
         form.addRow(self.visible_box)
         form.addRow("Class", self.target_combo)
@@ -77,14 +84,17 @@ class OverlayPanel(QWidget):
         layout.addWidget(self.note)
         layout.addStretch(1)
 
-        self.set_classes(())
-        self._load(settings)
-        self.visible_box.toggled.connect(self._changed)
-        self.target_combo.currentIndexChanged.connect(self._changed)
-        self.method_combo.currentIndexChanged.connect(self._changed)
-        self.colormap_combo.currentIndexChanged.connect(self._changed)
-        self.opacity_slider.valueChanged.connect(self._changed)
-        self.threshold_slider.valueChanged.connect(self._changed)
+    def _bind(self, model: OverlayModel) -> None:
+        self.opacity_slider.valueChanged.connect(self._update_labels)
+        self.threshold_slider.valueChanged.connect(self._update_labels)
+        bind_check(self.visible_box, model, "visible")
+        bind_combo(self.target_combo, model, "target", to_model=int)
+        bind_combo(self.method_combo, model, "method")
+        bind_combo(self.colormap_combo, model, "colormap")
+        bind_percent(self.opacity_slider, model, "opacity")
+        bind_percent(self.threshold_slider, model, "threshold")
+        follow(self, model.events.method, lambda _method: self._update_note())
+        self._update_labels()
 
     @staticmethod
     def _with_value(slider: QSlider, value: QLabel) -> QWidget:
@@ -97,67 +107,27 @@ class OverlayPanel(QWidget):
         row.addWidget(value)
         return box
 
-    @property
-    def settings(self) -> OverlaySettings:
-        return self._settings
-
     def set_classes(self, classes: tuple[str, ...]) -> None:
         """Offer ``classes`` as targets (after a model change); keeps the choice when still valid."""
         self._classes = tuple(classes)
-        self.target_combo.blockSignals(True)
-        self.target_combo.clear()
-        self.target_combo.addItem("predicted class", PREDICTED)
-        for index, name in enumerate(self._classes):
-            self.target_combo.addItem(name, index)
-        wanted = self._settings.target
-        position = self.target_combo.findData(wanted if wanted < len(self._classes) else PREDICTED)
-        self.target_combo.setCurrentIndex(max(position, 0))
-        self.target_combo.blockSignals(False)
-        if self._settings.target >= len(self._classes):
-            self._settings = self._settings.updated(target=PREDICTED)
+        wanted = self.model.target
+        if wanted >= len(self._classes):
+            wanted = PREDICTED
+        with QSignalBlocker(self.target_combo):  # refilling the list is no choice of the user's
+            self.target_combo.clear()
+            self.target_combo.addItem("predicted class", PREDICTED)
+            for index, name in enumerate(self._classes):
+                self.target_combo.addItem(name, index)
+            self.target_combo.setCurrentIndex(max(self.target_combo.findData(wanted), 0))
+        self.model.target = wanted
         self._update_note()
 
-    def set_settings(self, settings: OverlaySettings) -> None:
-        """Show ``settings`` (from an action or a restore) without emitting twice."""
-        if settings != self._settings:
-            self._load(settings)
-            self.settingsChanged.emit(self._settings)
-
-    def _load(self, settings: OverlaySettings) -> None:
-        self._settings = settings
-        widgets = (self.visible_box, self.target_combo, self.method_combo, self.colormap_combo,
-                   self.opacity_slider, self.threshold_slider)
-        for widget in widgets:
-            widget.blockSignals(True)
-        self.visible_box.setChecked(settings.visible)
-        self.target_combo.setCurrentIndex(max(self.target_combo.findData(settings.target), 0))
-        self.method_combo.setCurrentIndex(max(self.method_combo.findData(settings.method), 0))
-        self.colormap_combo.setCurrentIndex(max(self.colormap_combo.findData(settings.colormap), 0))
-        self.opacity_slider.setValue(round(settings.opacity * 100))
-        self.threshold_slider.setValue(round(settings.threshold * 100))
-        for widget in widgets:
-            widget.blockSignals(False)
-        self._update_labels()
-
-    def _changed(self, *_args: object) -> None:
-        self._settings = OverlaySettings(
-            visible=self.visible_box.isChecked(),
-            target=int(self.target_combo.currentData()) if self.target_combo.currentData() is not None else PREDICTED,
-            method=str(self.method_combo.currentData()),
-            opacity=self.opacity_slider.value() / 100.0,
-            colormap=str(self.colormap_combo.currentData()),
-            threshold=self.threshold_slider.value() / 100.0,
-        )
-        self._update_labels()
-        self.settingsChanged.emit(self._settings)
-
-    def _update_labels(self) -> None:
+    def _update_labels(self, *_args: object) -> None:
         self.opacity_value.setText(f"{self.opacity_slider.value()} %")
         self.threshold_value.setText(f"{self.threshold_slider.value() / 100:.2f}")
-        self._update_note()
 
     def _update_note(self) -> None:
-        method = self._settings.method
+        method = self.model.method
         independent = method in CLASS_INDEPENDENT
         self.target_combo.setEnabled(not independent and bool(self._classes))
         note = METHOD_TIPS.get(method, "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from PySide6.QtCore import (
@@ -31,8 +32,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from brainscan.engine.viewer.results import ResultRow, RowFilter
-from brainscan.engine.viewer.state import FrameKey
+from brainscan.engine.results.record import FrameRecord
+from brainscan.engine.results.series import SeriesSummary
+from brainscan.engine.viewer.results import RowFilter, position
+from brainscan.engine.viewer.state import FrameKey, frame_key
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2
 KEY_ROLE = Qt.ItemDataRole.UserRole + 3
@@ -47,14 +50,29 @@ def _number(value: float, percent: bool = False) -> str:
 
 
 class ResultsTableModel(QAbstractTableModel):
-    """One row per classified frame; columns: file, slice, status, label, confidences, message."""
+    """One row per classified frame; columns: file, slice, status, label, confidences, message.
 
-    def __init__(self, parent=None) -> None:
+    The model shows ``records`` (the viewer session's, read, never copied) and keeps only which
+    keys its rows show, in their order: :meth:`upsert` adds or refreshes rows once the session holds
+    their records.
+    """
+
+    def __init__(self, records: Mapping[FrameKey, FrameRecord] | None = None, parent=None) -> None:
         super().__init__(parent)
-        self.rows: list[ResultRow] = []
+        self.records: Mapping[FrameKey, FrameRecord] = records if records is not None else {}
+        self.keys: list[FrameKey] = []
         self.classes: tuple[str, ...] = ()
         self._index: dict[FrameKey, int] = {}
         self.suspicious: set[FrameKey] = set()
+
+    @property
+    def rows(self) -> list[FrameRecord]:
+        """The records shown, in the model's row order."""
+        return [record for key in self.keys if (record := self.records.get(key)) is not None]
+
+    def record(self, row: int) -> FrameRecord | None:
+        """The record of a source row (None while the session no longer holds it)."""
+        return self.records.get(self.keys[row]) if 0 <= row < len(self.keys) else None
 
     @property
     def columns(self) -> list[str]:
@@ -63,7 +81,7 @@ class ResultsTableModel(QAbstractTableModel):
     def set_classes(self, classes: tuple[str, ...]) -> None:
         self.beginResetModel()
         self.classes = tuple(classes)
-        self.rows.clear()
+        self.keys.clear()
         self._index.clear()
         self.suspicious.clear()
         self.endResetModel()
@@ -71,21 +89,21 @@ class ResultsTableModel(QAbstractTableModel):
     def clear(self) -> None:
         self.set_classes(self.classes)
 
-    def upsert(self, rows: list[ResultRow]) -> None:
+    def upsert(self, keys: Iterable[FrameKey]) -> None:
+        """Show the records of ``keys``: new rows at the end, rows already shown redrawn."""
         fresh = []
-        for row in rows:
-            position = self._index.get(row.key)
-            if position is None:
-                fresh.append(row)
+        for key in keys:
+            row = self._index.get(key)
+            if row is None:
+                fresh.append(key)
             else:
-                self.rows[position] = row
-                self.dataChanged.emit(self.index(position, 0), self.index(position, self.columnCount() - 1))
+                self.dataChanged.emit(self.index(row, 0), self.index(row, self.columnCount() - 1))
         if fresh:
-            start = len(self.rows)
+            start = len(self.keys)
             self.beginInsertRows(QModelIndex(), start, start + len(fresh) - 1)
-            for offset, row in enumerate(fresh):
-                self._index[row.key] = start + offset
-                self.rows.append(row)
+            for offset, key in enumerate(fresh):
+                self._index[key] = start + offset
+                self.keys.append(key)
             self.endInsertRows()
 
     def set_suspicious(self, keys: set[FrameKey]) -> None:
@@ -101,7 +119,7 @@ class ResultsTableModel(QAbstractTableModel):
 
     # -- Qt model interface -----------------------------------------------------------------------
     def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.rows)
+        return 0 if parent.isValid() else len(self.keys)
 
     def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self.columns)
@@ -118,19 +136,20 @@ class ResultsTableModel(QAbstractTableModel):
         return None
 
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid():
+        record = self.record(index.row()) if index.isValid() else None
+        if record is None:
             return None
-        row = self.rows[index.row()]
+        key = self.keys[index.row()]
         column = index.column()
         if role == KEY_ROLE:
-            return row.key
+            return key
         if role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE):
-            return self._value(row, column, role == SORT_ROLE)
+            return self._value(key, record, column, role == SORT_ROLE)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return row.error or row.path
-        if role == Qt.ItemDataRole.ForegroundRole and not row.ok:
+            return record.error or str(record.path)
+        if role == Qt.ItemDataRole.ForegroundRole and not record.ok:
             return QColor("#d9534f")
-        if role == Qt.ItemDataRole.FontRole and row.key in self.suspicious:
+        if role == Qt.ItemDataRole.FontRole and key in self.suspicious:
             font = QFont()
             font.setBold(True)
             return font
@@ -138,28 +157,28 @@ class ResultsTableModel(QAbstractTableModel):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
 
-    def _value(self, row: ResultRow, column: int, sort: bool) -> Any:
+    def _value(self, key: FrameKey, record: FrameRecord, column: int, sort: bool) -> Any:
         k = len(self.classes)
         if column == 0:
-            return row.name.lower() if sort else row.name
+            return record.name.lower() if sort else record.name
         if column == 1:
             if sort:
-                return (row.series_uid, row.series_index if row.series_index is not None else row.frame)
-            star = " ★" if row.key in self.suspicious else ""
-            return row.position + star
+                return (record.series_uid, record.series_index if record.series_index is not None else record.frame)
+            star = " ★" if key in self.suspicious else ""
+            return position(record) + star
         if column == 2:
-            return row.status
+            return record.status
         if column == 3:
-            return row.label
-        if column == 4:
-            return -1.0 if sort and math.isnan(row.confidence) else (row.confidence if sort else _number(row.confidence, True))
-        if column == 5:
-            value = row.tumour_probability
-            return -1.0 if sort and math.isnan(value) else (value if sort else _number(value))
-        if 6 <= column < 6 + k:
-            value = row.probabilities[column - 6] if row.probabilities else math.nan
-            return -1.0 if sort and math.isnan(value) else (value if sort else _number(value))
-        return row.error
+            return record.label
+        if 4 <= column < 6 + k:
+            if column == 4:
+                value = record.confidence
+            elif column == 5:
+                value = record.tumour_probability
+            else:
+                value = record.probability(self.classes[column - 6])
+            return (-1.0 if math.isnan(value) else value) if sort else _number(value, percent=column == 4)
+        return record.error
 
 
 class ResultsProxy(QSortFilterProxyModel):
@@ -183,7 +202,8 @@ class ResultsProxy(QSortFilterProxyModel):
     def filterAcceptsRow(self, source_row: int, source_parent: _Index) -> bool:
         model = self.sourceModel()
         assert isinstance(model, ResultsTableModel)
-        return self.row_filter.accepts(model.rows[source_row])
+        record = model.record(source_row)
+        return record is not None and self.row_filter.accepts(record)
 
     def lessThan(self, left: _Index, right: _Index) -> bool:
         a, b = left.data(SORT_ROLE), right.data(SORT_ROLE)
@@ -198,9 +218,9 @@ class ResultsPanel(QWidget):
 
     frameActivated = Signal(object)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, records: Mapping[FrameKey, FrameRecord] | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.table_model = ResultsTableModel(self)
+        self.table_model = ResultsTableModel(records, self)
         self.proxy = ResultsProxy(self)
         self.proxy.setSourceModel(self.table_model)
         self.class_combo = QComboBox()
@@ -345,28 +365,28 @@ class SeriesSummaryPanel(QTableWidget):
         self.cellClicked.connect(self._clicked)
         self._keys: list[FrameKey | None] = []
 
-    def show_summary(self, summary: list[dict[str, Any]]) -> None:
+    def show_summary(self, summary: list[SeriesSummary]) -> None:
         self.setRowCount(len(summary))
         self._keys = []
         for row, entry in enumerate(summary):
-            labels = ", ".join(f"{name} {count}" for name, count in sorted(entry["labels"].items()))
-            index = entry.get("most_suspicious_index")
-            probability = entry.get("max_tumour_probability")
+            labels = ", ".join(f"{name} {count}" for name, count in sorted(entry.labels.items()))
+            best = entry.most_suspicious
+            index = None if best is None else best.series_index
+            probability = entry.max_tumour_probability
             cells = (
-                "…" + str(entry["series_uid"])[-12:],
-                str(entry["slices"]),
-                str(entry["errors"]),
+                "…" + entry.series_uid[-12:],
+                str(entry.slices),
+                str(entry.errors),
                 labels,
-                "" if index is None else f"slice {index + 1}/{entry['slices']}",
-                entry.get("most_suspicious_label") or "",
+                "" if index is None else f"slice {index + 1}/{entry.slices}",
+                "" if best is None else best.label,
                 "" if probability is None else f"{probability:.3f}",
             )
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                item.setToolTip(str(entry["series_uid"]) if column == 0 else text)
+                item.setToolTip(entry.series_uid if column == 0 else text)
                 self.setItem(row, column, item)
-            path = entry.get("most_suspicious_path")
-            self._keys.append(None if path is None else (str(path), int(entry["most_suspicious_frame"])))
+            self._keys.append(None if best is None else frame_key(best.path, best.frame))
         self.resizeColumnsToContents()
 
     def _clicked(self, row: int, _column: int) -> None:

@@ -22,7 +22,7 @@ def viewer_self_test(device: str = "auto") -> int:
     """Run the self-test; returns the exit status (0 passed, 1 failed, the reasons on stderr)."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     started = time.perf_counter()
-    from brainscan.gui.app import create_application
+    from brainscan.gui.application import create_application
 
     app = create_application([sys.argv[0]])
     from PySide6 import __version__ as pyside_version
@@ -38,13 +38,13 @@ def viewer_self_test(device: str = "auto") -> int:
         settings.device = device
         window = MainWindow(settings, model_in_background=False)
         window.show()
-        if window.classifier is None:
-            problems.append(f"no model: {window.device_label.toolTip()}")
+        if window.models.classifier is None:
+            problems.append(f"no model: {window.status.device_label.toolTip()}")
         loop = QEventLoop()
         window.controller.frameShown.connect(lambda *_: loop.quit())
         window.controller.frameFailed.connect(lambda key, message: (problems.append(message), loop.quit()))
         QTimer.singleShot(int(SELF_TEST_SECONDS * 1000), loop.quit)
-        window.open_paths([str(samples_dir())])
+        window.opening.open_paths([str(samples_dir())])
         loop.exec()
         shown = len(window.controller.session)
         if shown == 0:
@@ -52,9 +52,10 @@ def viewer_self_test(device: str = "auto") -> int:
         picture = window.grab()
         if picture.isNull() or picture.width() < 100:
             problems.append("the window could not be rendered")
-        device_text = window.device_label.text()
+        device_text = window.status.device_label.text()
         # what the viewer shows for a CUDA fallback: "⚠ fallback" in the status bar, the reason in its tooltip
-        note = window.device_label.toolTip() if window.classifier and window.classifier.device.note else ""
+        classifier = window.models.classifier
+        note = window.status.device_label.toolTip() if classifier and classifier.device.note else ""
         window.close()
         app.processEvents()
     for problem in problems:

@@ -14,7 +14,7 @@ from PySide6.QtCore import QByteArray, QSettings
 
 from brainscan.engine.model.inference import DEVICES
 from brainscan.engine.resources import default_model_path
-from brainscan.engine.viewer.overlay import OverlaySettings
+from brainscan.engine.viewer.overlay import OverlayModel, OverlaySettings
 
 ORGANISATION = "brainscan"
 APPLICATION = "brainscan-viewer"
@@ -93,6 +93,12 @@ class AppSettings:
             )
         except (TypeError, ValueError):  # a hand-edited or outdated file: start from the defaults
             return defaults
+
+    def overlay_model(self) -> OverlayModel:
+        """The remembered overlay settings as the viewer's one :class:`OverlayModel`; every change is written back."""
+        model = OverlayModel(self.overlay())
+        model.events.changed.connect(self.set_overlay)
+        return model
 
     def set_overlay(self, overlay: OverlaySettings) -> None:
         self.qsettings.setValue("overlay/visible", overlay.visible)

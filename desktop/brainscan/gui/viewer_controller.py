@@ -1,7 +1,7 @@
 """Binds the Qt-free viewer state to the slice view: what is shown, its window, its heat map.
 
-The decisions live in the engine (:mod:`~brainscan.engine.viewer_state`,
-:mod:`~brainscan.engine.viewer_display`, :mod:`~brainscan.engine.viewer_overlay`); this class
+The decisions live in the engine (:mod:`~brainscan.engine.viewer.state`,
+:mod:`~brainscan.engine.viewer.display`, :mod:`~brainscan.engine.viewer.overlay`); this class
 asks the loader for frames, pushes arrays, levels and lookup tables into
 :class:`~brainscan.gui.slice_view.SliceView`, and tells the panels what changed.
 """
@@ -15,8 +15,8 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from brainscan.engine.input.frames import Frame, FrameRef
-from brainscan.engine.model.inference import Classifier
-from brainscan.engine.results.record import FrameResult
+from brainscan.engine.model.inference import Classifier, Prediction
+from brainscan.engine.results.record import FrameRecord, FrameResult
 from brainscan.engine.viewer.display import (
     DisplayImage,
     WindowLevel,
@@ -24,7 +24,7 @@ from brainscan.engine.viewer.display import (
     drag_window,
     window_presets,
 )
-from brainscan.engine.viewer.overlay import HeatCache, OverlaySettings, overlay_lut
+from brainscan.engine.viewer.overlay import HeatCache, OverlayModel, OverlaySettings, overlay_lut
 from brainscan.engine.viewer.state import (
     FrameCache,
     FrameKey,
@@ -33,6 +33,7 @@ from brainscan.engine.viewer.state import (
     frame_key,
     thumbnail,
 )
+from brainscan.gui.binding import follow
 from brainscan.gui.frame_loader import THUMBNAIL_SIDE, FrameLoader
 from brainscan.gui.slice_view import SliceView
 
@@ -52,6 +53,11 @@ class ViewerController(QObject):
         A frame's small picture for the browser.
     infoChanged():
         Position, finding or window text changed.
+    overlayDrawn():
+        The heat map was redrawn after a change of the overlay model.
+
+    The heat map follows :class:`OverlayModel` (``overlay``): the controller listens to it and
+    redraws only what a change touches; holding Space sets the model's ``compare_hidden``.
     """
 
     currentChanged = Signal(object)
@@ -61,7 +67,7 @@ class ViewerController(QObject):
     infoChanged = Signal()
     overlayDrawn = Signal()
 
-    def __init__(self, view: SliceView, loader: FrameLoader, overlay: OverlaySettings, parent: QObject | None = None) -> None:
+    def __init__(self, view: SliceView, loader: FrameLoader, overlay: OverlayModel, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.view = view
         self.loader = loader
@@ -70,12 +76,12 @@ class ViewerController(QObject):
         self.heat_cache = HeatCache()
         self.failures: dict[FrameKey, str] = {}
         self.overlay = overlay
+        self._drawn_settings = overlay.value
         self.classifier: Classifier | None = None
         self.display: DisplayImage | None = None
         self.window: WindowLevel | None = None
         self.shown_key: FrameKey | None = None
         self.heat_shown = False
-        self.compare_hidden = False
         self.last_render_ms = 0.0
         self._manual_window_group: str | None = None
         self._drag_start: WindowLevel | None = None
@@ -84,8 +90,10 @@ class ViewerController(QObject):
         view.sliceStep.connect(self.step)
         view.sliceJump.connect(self.jump_to_end)
         view.windowDrag.connect(self._on_window_drag)
-        view.compareHeld.connect(self.set_compare_hidden)
+        view.compareHeld.connect(self._on_compare_held)
         view.fitRequested.connect(view.fit)
+        follow(self, overlay.events.changed, self._on_overlay_changed)
+        follow(self, overlay.events.compare_hidden, self._on_compare_hidden)
         view.set_colorbar(overlay_lut(overlay.colormap, overlay.threshold))
         view.show_colorbar(False)
         view.clear_image("Open images, a folder or a DICOM series (File menu, toolbar, or drop them here).")
@@ -142,12 +150,8 @@ class ViewerController(QObject):
 
     # -- frames ------------------------------------------------------------------------------------
     def frame_of(self, key: FrameKey) -> Frame | None:
-        frame = self.cache.get(key)
-        if frame is None:
-            result = self.session.results.get(key)
-            if result is not None and result.frame is not None:
-                frame = result.frame
-        return frame
+        """The decoded frame when the cache holds it (the batch's frames go there too)."""
+        return self.cache.get(key)
 
     @property
     def current_frame(self) -> Frame | None:
@@ -158,7 +162,7 @@ class ViewerController(QObject):
         ref = self.session.current
         if ref is None:
             return
-        key = frame_key(ref)
+        key = frame_key(ref.path, ref.frame)
         self.currentChanged.emit(key)
         frame = self.frame_of(key)
         if frame is not None:
@@ -250,12 +254,14 @@ class ViewerController(QObject):
         self._update_corners()
         self.infoChanged.emit()
 
-    def add_results(self, results: Iterable[FrameResult]) -> list[FrameKey]:
+    def add_results(self, results: Iterable[FrameResult], cam_method: str | None) -> list[FrameKey]:
+        """Keep the records of a batch's results (screened with ``cam_method``) in the session; returns their keys."""
+        classes = self.classifier.classes if self.classifier is not None else ()
         keys = []
         current = self.session.current_key
         touched_current = False
         for result in results:
-            key = self.session.add_result(result)
+            key = self.session.add_result(FrameRecord.from_result(result, classes, cam_method), result.prediction)
             keys.append(key)
             if result.frame is not None and key not in self.cache:
                 self.cache.put(key, result.frame)
@@ -272,9 +278,9 @@ class ViewerController(QObject):
                 self.infoChanged.emit()
         return keys
 
-    def set_overlay(self, settings: OverlaySettings) -> None:
-        """Apply new overlay settings, redrawing only what they change."""
-        old, self.overlay = self.overlay, settings
+    def _on_overlay_changed(self, settings: OverlaySettings) -> None:
+        """Draw the model's new settings, redrawing only what they change."""
+        old, self._drawn_settings = self._drawn_settings, settings
         if (old.colormap, old.threshold) != (settings.colormap, settings.threshold):
             lut = overlay_lut(settings.colormap, settings.threshold)
             self.view.set_colorbar(lut)
@@ -287,25 +293,33 @@ class ViewerController(QObject):
         self._update_corners()
         self.overlayDrawn.emit()
 
-    def set_compare_hidden(self, hidden: bool) -> None:
-        """Hide the heat map while a key is held (compare with and without)."""
-        self.compare_hidden = hidden
+    def _on_compare_held(self, held: bool) -> None:
+        """Space held in the view: hide the heat map meanwhile (compare with and without)."""
+        self.overlay.compare_hidden = held
+
+    def _on_compare_hidden(self, _hidden: bool) -> None:
         self._render_overlay()
 
-    def current_result(self) -> FrameResult | None:
+    def current_result(self) -> FrameRecord | None:
         key = self.session.current_key
         return None if key is None else self.session.results.get(key)
+
+    def current_prediction(self) -> Prediction | None:
+        """What the network gave for the current frame (its heat maps are drawn from it), or None."""
+        key = self.session.current_key
+        return None if key is None else self.session.predictions.get(key)
 
     def current_heat(self) -> np.ndarray | None:
         """The heat map of the frame on screen with the current settings, or None."""
         result = self.current_result()
+        prediction = self.current_prediction()
         frame = self.current_frame
-        if result is None or not result.ok or result.prediction is None or frame is None or self.classifier is None:
+        if result is None or not result.ok or prediction is None or frame is None or self.classifier is None:
             return None
-        target = self.overlay.resolve_target(result.prediction)
+        target = self.overlay.value.resolve_target(prediction)
         return self.heat_cache.heat(
             self.session.current_key,
-            result.prediction,
+            prediction,
             self.classifier.cam_weight,
             self.classifier.contract,
             self.overlay.method,
@@ -316,7 +330,7 @@ class ViewerController(QObject):
     def _render_overlay(self) -> None:
         started = time.perf_counter()
         heat = None
-        if self.overlay.visible and not self.compare_hidden and self.shown_key is not None:
+        if self.overlay.drawn and self.shown_key is not None:
             heat = self.current_heat()
         if heat is None:
             self.view.hide_heat()
@@ -335,8 +349,9 @@ class ViewerController(QObject):
         if not result.ok:
             return "classification failed"
         text = f"{result.label} {result.confidence:.0%}"
-        if self.classifier is not None and result.prediction is not None and self.overlay.visible:
-            target = self.overlay.resolve_target(result.prediction)
+        prediction = self.current_prediction()
+        if self.classifier is not None and prediction is not None and self.overlay.visible:
+            target = self.overlay.value.resolve_target(prediction)
             shown = self.classifier.classes[target] if self.overlay.method != "eigencam" else "features"
             text += f"\nmap: {self.overlay.method} · {shown}"
         return text

@@ -1,4 +1,4 @@
-"""What a PDF or HTML report shows, gathered once from ``results.csv``, the thumbnails and the run info.
+"""What a PDF or HTML report shows, gathered once from the records of ``results.csv``, the thumbnails and the run info.
 
 Both writers render the same :class:`ReportContent`, so they always agree. Nothing here decodes a
 picture: input fingerprints come from file hashes (raster) and DICOM headers read without pixels.
@@ -21,9 +21,10 @@ from brainscan.engine.model.inference import file_sha256
 from brainscan.engine.model.integrity import UNVERIFIED_WARNING, is_verified
 from brainscan.engine.reports.flags import ReviewRule
 from brainscan.engine.reports.thumbnails import THUMBNAILS_DIR, thumbnail_name
-from brainscan.engine.results.cells import path_from_text
-from brainscan.engine.results.series import summarize_series
-from brainscan.engine.results.store import IDENTIFIER_COLUMNS
+from brainscan.engine.results.cells import path_text
+from brainscan.engine.results.record import FrameRecord
+from brainscan.engine.results.rows import IDENTIFIER_COLUMNS
+from brainscan.engine.results.series import SeriesSummary, summarize_series
 
 log = logging.getLogger(__name__)
 
@@ -33,25 +34,48 @@ MAX_TABLE_ROWS = 5000
 
 @dataclass
 class ImageEntry:
-    """One row of results.csv as a report shows it."""
+    """One frame as a report shows it: its record, why it is flagged for review, its thumbnail.
 
-    path: str
-    frame: int
-    status: str
-    label: str = ""
-    confidence: float = math.nan
-    tumour_probability: float = math.nan
-    probabilities: dict[str, float] = field(default_factory=dict)
+    ``identifiers`` holds the patient identifiers shown (none unless the report keeps them).
+    """
+
+    record: FrameRecord
     review: list[str] = field(default_factory=list)
-    error: str = ""
-    series_uid: str = ""
-    series_index: int | None = None
     thumbnail: Path | None = None
     identifiers: dict[str, str] = field(default_factory=dict)
 
     @property
+    def path(self) -> str:
+        """The file as the results files write it (:func:`~brainscan.engine.results.cells.path_text`)."""
+        return path_text(self.record.path)
+
+    @property
+    def frame(self) -> int:
+        return self.record.frame
+
+    @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        return self.record.ok
+
+    @property
+    def label(self) -> str:
+        return self.record.label
+
+    @property
+    def confidence(self) -> float:
+        return self.record.confidence
+
+    @property
+    def tumour_probability(self) -> float:
+        return self.record.tumour_probability
+
+    @property
+    def probabilities(self) -> Mapping[str, float]:
+        return self.record.probabilities
+
+    @property
+    def error(self) -> str:
+        return self.record.error
 
     @property
     def where(self) -> str:
@@ -82,7 +106,7 @@ class ReportContent:
     table: list[ImageEntry]  # the per-image table (capped at max_table_rows)
     gallery: list[ImageEntry]  # entries with a thumbnail, most suspicious first (capped)
     errors: list[ImageEntry]
-    series: list[dict[str, Any]]
+    series: list[SeriesSummary]
     inputs: list[InputRecord]
     rule: ReviewRule
     colormap: str
@@ -104,45 +128,30 @@ class ReportContent:
         return counts
 
 
-def _float(value: str | None) -> float:
-    try:
-        return float(value) if value not in (None, "") else math.nan
-    except ValueError:
-        return math.nan
-
-
-def entry_from_row(row: Mapping[str, str], classes: tuple[str, ...], rule: ReviewRule, thumbnails: Path | None,
-                   keep_identifiers: bool) -> ImageEntry:
-    frame = int(row.get("frame") or 0)
-    entry = ImageEntry(
-        path=row["path"],
-        frame=frame,
-        status=row.get("status", ""),
-        label=row.get("label", ""),
-        confidence=_float(row.get("confidence")),
-        tumour_probability=_float(row.get("tumour_probability")),
-        error=row.get("error", ""),
-        series_uid=row.get("series_uid", ""),
-        series_index=int(row["series_index"]) if row.get("series_index") else None,
-    )
-    if entry.ok:
-        entry.probabilities = {name: _float(row.get(f"p_{name}")) for name in classes}
-        entry.review = rule.reasons(entry.probabilities)
+def entry_from_record(record: FrameRecord, classes: tuple[str, ...], rule: ReviewRule, thumbnails: Path | None,
+                      keep_identifiers: bool) -> ImageEntry:
+    """A record as a report shows it: flagged by ``rule``, with its thumbnail when it has one in ``thumbnails``."""
+    entry = ImageEntry(record)
+    if record.ok:
+        entry.review = rule.reasons({name: record.probability(name) for name in classes})
         if thumbnails is not None:
-            candidate = thumbnails / thumbnail_name(path_from_text(entry.path), frame)
+            candidate = thumbnails / thumbnail_name(record.path, record.frame)
             entry.thumbnail = candidate if candidate.is_file() else None
     if keep_identifiers:
-        entry.identifiers = {c: row[c] for c in IDENTIFIER_COLUMNS if row.get(c)}
+        entry.identifiers = {c: record.identifiers[c] for c in IDENTIFIER_COLUMNS if record.identifiers.get(c)}
     return entry
 
 
-def fingerprint_inputs(paths: Iterable[str], dicom_uid: Callable[[str], str] | None = None) -> list[InputRecord]:
-    """SHA-256 of each raster input, SOP Instance UID of each DICOM input (``dicom_uid`` maps it, e.g. de-identified)."""
+def fingerprint_inputs(paths: Iterable[Path], dicom_uid: Callable[[str], str] | None = None) -> list[InputRecord]:
+    """SHA-256 of each raster input, SOP Instance UID of each DICOM input (``dicom_uid`` maps it, e.g. de-identified).
+
+    Each input is listed once, by its path as the results files write it.
+    """
     import pydicom
 
     records = []
-    for text in dict.fromkeys(paths):
-        path = path_from_text(text)
+    for path in dict.fromkeys(paths):
+        text = path_text(path)
         try:
             kind = kind_of(raster_headers.sniff_file(path))
         except Exception as exc:  # a file gone since screening: say so, keep going
@@ -166,7 +175,7 @@ def fingerprint_inputs(paths: Iterable[str], dicom_uid: Callable[[str], str] | N
 
 def build_content(
     out_dir: Path,
-    rows: Iterable[Mapping[str, str]],
+    records: Iterable[FrameRecord],
     run: Mapping[str, Any],
     classes: tuple[str, ...],
     *,
@@ -178,11 +187,11 @@ def build_content(
     max_table_rows: int = MAX_TABLE_ROWS,
     dicom_uid: Callable[[str], str] | None = None,
 ) -> ReportContent:
-    """Gather a report from the rows of ``results.csv`` (see :func:`brainscan.engine.results.ResultsStore.rows`)."""
+    """Gather a report from the records of ``results.csv`` (:meth:`~brainscan.engine.results.store.ResultsStore.records`)."""
     rule = rule or ReviewRule()
     thumbnails = out_dir / THUMBNAILS_DIR
-    rows = list(rows)
-    entries = [entry_from_row(r, classes, rule, thumbnails, keep_identifiers) for r in rows]
+    records = list(records)
+    entries = [entry_from_record(r, classes, rule, thumbnails, keep_identifiers) for r in records]
     notes: list[str] = []
 
     table = entries
@@ -207,8 +216,8 @@ def build_content(
                      "(screened by an earlier run without --report, or stopped before it was written).")
 
     errors = [e for e in entries if not e.ok]
-    series = summarize_series(rows, classes)
-    inputs = fingerprint_inputs((e.path for e in entries), dicom_uid)
+    series = summarize_series(records, classes)
+    inputs = fingerprint_inputs((r.path for r in records), dicom_uid)
     if dicom_uid is not None and any(i.kind == "dicom" for i in inputs):
         notes.append("DICOM inputs are listed by their de-identified SOP Instance UIDs (--deidentify), "
                      "the same as in the DICOM objects written.")
@@ -240,14 +249,15 @@ def _suspicion(entry: ImageEntry) -> float:
 
 
 # -- text shared by both writers -------------------------------------------------------------------
-def series_text(item: Mapping[str, Any]) -> tuple[str, str]:
+def series_text(item: SeriesSummary) -> tuple[str, str]:
     """A series summary's labels ("glioma 12, notumor 4") and its most suspicious slice, as text."""
     where = ""
-    if item.get("most_suspicious_path"):
-        index = item.get("most_suspicious_index")
-        where = (f"slice {index + 1 if index is not None else '?'} of {item['slices']}: "
-                 f"{item['most_suspicious_path']} ({item.get('most_suspicious_label')})")
-    labels = ", ".join(f"{k} {v}" for k, v in sorted(item["labels"].items()))
+    best = item.most_suspicious
+    if best is not None:
+        index = best.series_index
+        where = (f"slice {index + 1 if index is not None else '?'} of {item.slices}: "
+                 f"{path_text(best.path)} ({best.label})")
+    labels = ", ".join(f"{k} {v}" for k, v in sorted(item.labels.items()))
     return labels, where
 
 

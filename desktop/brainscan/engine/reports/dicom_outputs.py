@@ -8,7 +8,7 @@ screening, one file per slice, so memory stays flat and a resumed run keeps them
 Comprehensive 3D SR (1.2.840.10008.5.1.4.1.1.88.34) with TID 1500 Measurement Report: per slice a
 measurement group with the class as a coded finding, the class probabilities, the algorithm
 (TID 4019: name "brainscan", version, model name and version) and a reference to the source SOP
-instance (and frame). Written at the end from ``results.csv``, one per study.
+instance (and frame). Written at the end from the records of ``results.csv``, one per study.
 
 Both carry brainscan in the Contributing Equipment Sequence (DCM 109103 Modifying Equipment, plus
 DCM 109104 De-identifying Equipment with ``--deidentify``) and say RESEARCH USE ONLY in their series
@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,8 +39,8 @@ from brainscan.engine.model.integrity import UNVERIFIED_WARNING, is_verified
 from brainscan.engine.model.overlay import blend
 from brainscan.engine.reports import common, privacy, sr_codes
 from brainscan.engine.reports.thumbnails import colour_bar, frame_stem
-from brainscan.engine.results.cells import path_from_text
-from brainscan.engine.results.record import FrameResult
+from brainscan.engine.results.cells import path_text
+from brainscan.engine.results.record import FrameRecord, FrameResult
 
 log = logging.getLogger(__name__)
 
@@ -282,38 +283,39 @@ class DicomWriter:
         return sc
 
     # -- structured reports, at the end ------------------------------------------------------------
-    def write_reports(self, rows: Iterable[Mapping[str, str]], classes: tuple[str, ...]) -> DicomSummary:
-        """One Comprehensive 3D SR per study of the classified DICOM rows; counts raster inputs apart.
+    def write_reports(self, records: Iterable[FrameRecord], classes: tuple[str, ...]) -> DicomSummary:
+        """One Comprehensive 3D SR per study of the classified DICOM records; counts raster inputs apart.
 
         Raises
         ------
         OSError
             A report that cannot be written.
         """
-        kinds: dict[str, str] = {}
-        by_study: dict[str, list[tuple[Mapping[str, str], Dataset]]] = {}
-        headers: dict[str, Dataset] = {}
-        raster_paths: set[str] = set()
-        for row in rows:
-            path = row["path"]
+        kinds: dict[Path, str] = {}
+        by_study: dict[str, list[tuple[FrameRecord, Dataset]]] = {}
+        headers: dict[Path, Dataset] = {}
+        raster_paths: set[Path] = set()
+        for record in records:
+            path = record.path
             if path not in kinds:
                 try:
-                    kinds[path] = kind_of(raster_headers.sniff_file(path_from_text(path)))
+                    kinds[path] = kind_of(raster_headers.sniff_file(path))
                 except Exception:
                     kinds[path] = "unknown"
             if kinds[path] == "raster":
                 raster_paths.add(path)
-            if kinds[path] != "dicom" or row.get("status") != "ok":
+            if kinds[path] != "dicom" or not record.ok:
                 continue
             if path not in headers:
                 try:
-                    source = read_source_header(path_from_text(path))
+                    source = read_source_header(path)
                     headers[path] = privacy.reference_header(source, deidentify=self.settings.deidentify, uids=self.uids)
                 except Exception as exc:
-                    self.summary.failures.append(f"{path}: header unreadable for the report ({type(exc).__name__})")
+                    self.summary.failures.append(
+                        f"{path_text(path)}: header unreadable for the report ({type(exc).__name__})")
                     continue
             header = headers[path]
-            by_study.setdefault(str(header.get("StudyInstanceUID", "")), []).append((row, header))
+            by_study.setdefault(str(header.get("StudyInstanceUID", "")), []).append((record, header))
         self.summary.raster_inputs = len(raster_paths)
         for study, items in by_study.items():
             try:
@@ -328,7 +330,7 @@ class DicomWriter:
             self.summary.structured_reports.append(path)
         return self.summary
 
-    def structured_report(self, study: str, items: list[tuple[Mapping[str, str], Dataset]],
+    def structured_report(self, study: str, items: list[tuple[FrameRecord, Dataset]],
                           classes: tuple[str, ...]) -> Dataset:
         from highdicom import sr
         from highdicom.coding_schemes import CodingSchemeIdentificationItem
@@ -350,21 +352,21 @@ class DicomWriter:
             manufacturer=MANUFACTURER,
         )
         groups = []
-        for row, header in items:
-            frame = int(row.get("frame") or 0)
+        for record, header in items:
+            frame = record.frame
             multiframe = int(header.get("NumberOfFrames") or 1) > 1
             source = sr.SourceImageForMeasurementGroup.from_source_image(header, [frame + 1] if multiframe else None)
-            label = row["label"]
+            label = record.label
             measurements = [
                 sr.Measurement(name=sr.CodedConcept(*sr_codes.probability_code(name)),
-                               value=round(float(row[f"p_{name}"]), 6), unit=codes.UCUM.NoUnits)
-                for name in classes if row.get(f"p_{name}")
+                               value=round(record.probability(name), 6), unit=codes.UCUM.NoUnits)
+                for name in classes if not math.isnan(record.probability(name))
             ]
-            index = row.get("series_index")
+            index = record.series_index
             groups.append(sr.MeasurementsAndQualitativeEvaluations(
                 tracking_identifier=sr.TrackingIdentifier(
                     uid=self.uids.derive("tracking", header.SOPInstanceUID, frame),
-                    identifier=f"slice {int(index) + 1}" if index not in (None, "") else f"frame {frame + 1}",
+                    identifier=f"slice {index + 1}" if index is not None else f"frame {frame + 1}",
                 ),
                 algorithm_id=algorithm,
                 finding_sites=[sr.FindingSite(codes.SCT.Brain)],

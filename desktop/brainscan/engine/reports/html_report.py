@@ -105,8 +105,8 @@ def render_html(content: ReportContent) -> str:
         rows = [["series", "slices", "classified", "errors", "labels", "most suspicious slice", "tumour probability"]]
         for item in content.series:
             labels, where = series_text(item)
-            rows.append([item["series_uid"], str(item["slices"]), str(item["ok"]), str(item["errors"]), labels,
-                         where, fmt(item.get("max_tumour_probability") or float("nan"))])
+            rows.append([item.series_uid, str(item.slices), str(item.ok), str(item.errors), labels,
+                         where, fmt(item.max_tumour_probability or float("nan"))])
         out.append(_grid(rows))
     out.append("<h2>Per image</h2>")
     head = ["path", "frame", "class", *(f"p({c})" for c in content.classes), "tumour p", "flag for review"]

@@ -155,9 +155,9 @@ def build_story(content: ReportContent, width: float) -> list:
         rows = [["series", "slices", "classified", "errors", "labels", "most suspicious slice", "tumour p"]]
         for item in content.series:
             labels, where = series_text(item)
-            rows.append([Paragraph(escape(item["series_uid"]), s["small"]), str(item["slices"]), str(item["ok"]),
-                         str(item["errors"]), Paragraph(escape(labels), s["small"]), Paragraph(escape(where), s["small"]),
-                         fmt(item.get("max_tumour_probability") or float("nan"))])
+            rows.append([Paragraph(escape(item.series_uid), s["small"]), str(item.slices), str(item.ok),
+                         str(item.errors), Paragraph(escape(labels), s["small"]), Paragraph(escape(where), s["small"]),
+                         fmt(item.max_tumour_probability or float("nan"))])
         story.append(_table(rows, [w * width for w in (0.2, 0.06, 0.07, 0.06, 0.15, 0.38, 0.08)]))
 
     story.append(Paragraph("Per image", s["h2"]))

@@ -2,7 +2,7 @@
 
 The command line makes a :class:`ReportSession`, hands it every :class:`FrameResult` as it comes
 (:meth:`ReportSession.add`) and, once ``results.csv`` and ``results.json`` are final, calls
-:meth:`ReportSession.finish` with the rows and the run info. Failures are
+:meth:`ReportSession.finish` with its records and the run info. Failures are
 :class:`~brainscan.engine.reports.common.ReportError` with a one-line message; what was already
 written (``results.csv`` above all) is kept.
 """
@@ -25,7 +25,7 @@ from brainscan.engine.reports.thumbnails import (
     png_bytes,
     thumbnail_name,
 )
-from brainscan.engine.results.record import FrameResult
+from brainscan.engine.results.record import FrameRecord, FrameResult
 
 RASTER_HAS_NO_DICOM = "{n} raster images have no DICOM output; DICOM objects are written for DICOM inputs only"
 
@@ -125,8 +125,8 @@ class ReportSession:
                 + "; results.csv and everything already written are kept"
             ) from exc
 
-    def finish(self, rows: Iterable[Mapping[str, str]], run: Mapping[str, Any], classes: tuple[str, ...]) -> ReportOutcome:
-        """Write the PDF, HTML and the Structured Reports from the final rows and run info.
+    def finish(self, records: Iterable[FrameRecord], run: Mapping[str, Any], classes: tuple[str, ...]) -> ReportOutcome:
+        """Write the PDF, HTML and the Structured Reports from the final records and run info.
 
         Raises
         ------
@@ -134,7 +134,7 @@ class ReportSession:
             A report that could not be written, or nothing written at all (e.g. DICOM asked for
             raster images only). The message is one line.
         """
-        rows = list(rows)
+        records = list(records)
         outcome = ReportOutcome()
         failures: list[str] = []
         if self.options.documents:
@@ -143,7 +143,7 @@ class ReportSession:
 
             uid_map = self.dicom.uids.replace if (self.dicom is not None and self.options.deidentify) else None
             content = build_content(
-                self.out_dir, rows, run, classes, rule=self.options.rule, colormap=self.options.colormap,
+                self.out_dir, records, run, classes, rule=self.options.rule, colormap=self.options.colormap,
                 opacity=self.options.opacity, keep_identifiers=self.options.keep_identifiers,
                 max_thumbnails=self.options.max_thumbnails, max_table_rows=self.options.max_table_rows,
                 dicom_uid=uid_map,
@@ -158,7 +158,7 @@ class ReportSession:
                     failures.append(common.describe_os_error(path, exc))
         if self.dicom is not None:
             try:
-                summary = self.dicom.write_reports(rows, classes)
+                summary = self.dicom.write_reports(records, classes)
             except OSError as exc:
                 failures.append(common.describe_os_error(Path(exc.filename or self.dicom.folder), exc))
                 summary = self.dicom.summary

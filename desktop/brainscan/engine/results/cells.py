@@ -7,14 +7,13 @@ leading ``'`` in the CSV files (:func:`neutralise`, undone by :func:`restore`).
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Mapping
 from pathlib import Path
 
 STATUSES = ("ok", "error")
 FORMULA_STARTS = ("=", "+", "-", "@", "'")  # what a spreadsheet would evaluate (and the escape itself)
-# -- cells -----------------------------------------------------------------------------------------
+
+
 def path_text(path: str | os.PathLike[str]) -> str:
     """A path as one line of UTF-8 text, reversibly (:func:`path_from_text` undoes it).
 
@@ -75,20 +74,3 @@ def neutralise(cell: str) -> str:
 def restore(cell: str) -> str:
     """The exact value of a cell written by :func:`neutralise`."""
     return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS) else cell
-
-
-def _valid_row(row: Mapping[str, str | None], columns: list[str]) -> bool:
-    """A complete row: every column present, a known status and an integer frame."""
-    if None in row or any(row.get(c) is None for c in columns) or row.get("status") not in STATUSES:
-        return False
-    try:
-        int(row["frame"] or "")
-    except ValueError:
-        return False
-    return True
-
-
-def _format(value: float) -> str:
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.6f}"
-
-

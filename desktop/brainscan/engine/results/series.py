@@ -1,60 +1,99 @@
-"""The per-series summary of a run: slice counts, labels and the most suspicious slice, and ``series.csv``.
+"""The per-series summary of a run (:class:`SeriesSummary`): slice counts, labels and the most suspicious
+slice, and its forms in ``results.json`` and ``series.csv``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from brainscan.engine.model.inference import negative_class_index
-from brainscan.engine.results.cells import neutralise, plain_text
+from brainscan.engine.results.cells import neutralise, path_text, plain_text
 from brainscan.engine.results.files import atomic_write_text
+from brainscan.engine.results.record import FrameRecord
+
+SERIES_COLUMNS = ("series_uid", "slices", "ok", "errors", "labels", "most_suspicious_index", "most_suspicious_path",
+                  "most_suspicious_frame", "most_suspicious_label", "max_tumour_probability")
 
 
-def summarize_series(rows: Iterable[Mapping[str, str]], classes: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Per DICOM series: slice counts, labels, and the most suspicious slice (highest tumour probability)."""
+@dataclass
+class SeriesSummary:
+    """One DICOM series of a run.
+
+    Attributes
+    ----------
+    slices, ok, errors:
+        Its frames: all, classified, failed.
+    labels:
+        Classified frames per label, in the order first seen.
+    most_suspicious:
+        The classified slice with the highest tumour probability (the first of equals), None when none.
+    tumour_probability_of:
+        How the tumour probability is computed (``"1 - p(notumor)"``, or ``"top class"``).
+    """
+
+    series_uid: str
+    slices: int = 0
+    ok: int = 0
+    errors: int = 0
+    labels: dict[str, int] = field(default_factory=dict)
+    most_suspicious: FrameRecord | None = None
+    tumour_probability_of: str = ""
+
+    @property
+    def max_tumour_probability(self) -> float | None:
+        return None if self.most_suspicious is None else self.most_suspicious.tumour_probability
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as ``results.json`` holds it (the path as :func:`path_text` writes it)."""
+        best = self.most_suspicious
+        return {
+            "series_uid": plain_text(self.series_uid),
+            "slices": self.slices,
+            "ok": self.ok,
+            "errors": self.errors,
+            "labels": dict(self.labels),
+            "most_suspicious_path": None if best is None else path_text(best.path),
+            "most_suspicious_frame": None if best is None else best.frame,
+            "most_suspicious_index": None if best is None else best.series_index,
+            "most_suspicious_label": None if best is None else best.label,
+            "max_tumour_probability": self.max_tumour_probability,
+            "tumour_probability_of": self.tumour_probability_of,
+        }
+
+
+def summarize_series(records: Iterable[FrameRecord], classes: tuple[str, ...]) -> list[SeriesSummary]:
+    """Per DICOM series, in the order first seen: slice counts, labels, and the most suspicious slice
+    (highest tumour probability). Frames outside a series are left out."""
     negative = negative_class_index(classes)
-    summary: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        uid = row.get("series_uid") or ""
-        if not uid:
+    rule = "1 - p(" + classes[negative] + ")" if negative is not None else "top class"
+    summary: dict[str, SeriesSummary] = {}
+    for record in records:
+        if not record.series_uid:
             continue
-        entry = summary.setdefault(
-            uid,
-            {"series_uid": uid, "slices": 0, "ok": 0, "errors": 0, "labels": {}, "most_suspicious_path": None,
-             "most_suspicious_frame": None, "most_suspicious_index": None, "most_suspicious_label": None,
-             "max_tumour_probability": None},
-        )
-        entry["slices"] += 1
-        if row["status"] != "ok":
-            entry["errors"] += 1
+        entry = summary.setdefault(record.series_uid, SeriesSummary(record.series_uid, tumour_probability_of=rule))
+        entry.slices += 1
+        if not record.ok:
+            entry.errors += 1
             continue
-        entry["ok"] += 1
-        entry["labels"][row["label"]] = entry["labels"].get(row["label"], 0) + 1
-        probability = float(row["tumour_probability"])
-        if entry["max_tumour_probability"] is None or probability > entry["max_tumour_probability"]:
-            entry.update(
-                most_suspicious_path=row["path"],
-                most_suspicious_frame=int(row["frame"]),
-                most_suspicious_index=int(row["series_index"]) if row.get("series_index") else None,
-                most_suspicious_label=row["label"],
-                max_tumour_probability=probability,
-            )
-    result = list(summary.values())
-    for entry in result:
-        entry["tumour_probability_of"] = "1 - p(" + classes[negative] + ")" if negative is not None else "top class"
-    return result
+        entry.ok += 1
+        entry.labels[record.label] = entry.labels.get(record.label, 0) + 1
+        probability = record.tumour_probability
+        best = entry.max_tumour_probability
+        if not math.isnan(probability) and (best is None or probability > best):
+            entry.most_suspicious = record
+    return list(summary.values())
 
 
-def write_series_csv(path: Path, series: list[dict[str, Any]]) -> None:
-    columns = ["series_uid", "slices", "ok", "errors", "labels", "most_suspicious_index", "most_suspicious_path",
-               "most_suspicious_frame", "most_suspicious_label", "max_tumour_probability"]
-    lines = [",".join(columns)]
+def write_series_csv(path: Path, series: list[SeriesSummary]) -> None:
+    lines = [",".join(SERIES_COLUMNS)]
     for entry in series:
-        values = dict(entry)
-        values["labels"] = ";".join(f"{k}:{v}" for k, v in sorted(entry["labels"].items()))
-        lines.append(",".join(_csv_cell(values.get(c)) for c in columns))
+        values = entry.to_dict()
+        values["labels"] = ";".join(f"{k}:{v}" for k, v in sorted(entry.labels.items()))
+        lines.append(",".join(_csv_cell(values.get(c)) for c in SERIES_COLUMNS))
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 

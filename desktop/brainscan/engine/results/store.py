@@ -15,9 +15,11 @@ Every cell is one line of text that any spreadsheet can open safely:
   quote) gets a leading ``'`` in the CSV files (:func:`neutralise`); ``results.json`` keeps the
   exact values.
 
-Rows are keyed by the resolved file and frame (:meth:`ResultsStore.key`), so the same file given
-once relative and once absolute is screened once; relative paths in the CSV are resolved from the
-folder the first run was started in (``DIR/.brainscan-run.json``).
+Rows are keyed by the resolved file and frame (:func:`~brainscan.engine.results.record.frame_key`), so
+the same file given once relative and once absolute is screened once; relative paths in the CSV are
+resolved from the folder the first run was started in (``DIR/.brainscan-run.json``). A row is written
+from, and read back as, a :class:`~brainscan.engine.results.record.FrameRecord`
+(:mod:`~brainscan.engine.results.rows` holds its CSV and JSON forms).
 """
 
 from __future__ import annotations
@@ -27,24 +29,22 @@ import errno
 import io
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from brainscan.engine.errors import BrainscanError
 from brainscan.engine.input.discovery import OUTPUT_MARKER
-from brainscan.engine.results.cells import (
-    _format,
-    _valid_row,
-    neutralise,
-    path_from_text,
-    path_text,
-    plain_text,
-    restore,
-)
+from brainscan.engine.results.cells import path_from_text, path_text
 from brainscan.engine.results.files import atomic_write_text, cut_partial_last_line
-from brainscan.engine.results.record import FrameResult
+from brainscan.engine.results.record import FrameKey, FrameRecord, FrameResult, frame_key
+from brainscan.engine.results.rows import (
+    record_from_csv_row,
+    record_to_csv_row,
+    record_to_json,
+    result_columns,
+)
 from brainscan.engine.results.series import summarize_series, write_series_csv
 
 RESULTS_CSV = "results.csv"
@@ -52,7 +52,6 @@ RESULTS_JSON = "results.json"
 SERIES_CSV = "series.csv"
 LOCK_FILE = OUTPUT_MARKER  # held (flock / msvcrt) by the run writing the folder; discovery never enters it
 RUN_STATE = ".brainscan-run.json"  # the working folder of the first run, to resolve relative paths
-IDENTIFIER_COLUMNS = ("patient_name", "patient_id", "patient_birth_date")
 
 
 class OutputError(BrainscanError):
@@ -110,20 +109,6 @@ class FolderLock:
             self._handle.close()
 
 
-def result_columns(classes: Iterable[str], include_identifiers: bool = False) -> list[str]:
-    columns = ["path", "frame", "status", "label", "confidence", "tumour_probability"]
-    columns += [f"p_{name}" for name in classes]
-    columns += ["cam_method", "cam_peak_row", "cam_peak_col", "width", "height", "series_uid", "series_index",
-                "series_length", "window_source", "error"]
-    if include_identifiers:
-        columns += list(IDENTIFIER_COLUMNS)
-    return columns
-
-
-def row_key(path: str, frame: int | str) -> tuple[str, int]:
-    return (path, int(frame))
-
-
 @dataclass
 class ResultsStore:
     """Append-only results of one output folder.
@@ -145,8 +130,8 @@ class ResultsStore:
     classes: tuple[str, ...]
     include_identifiers: bool = False
     uid_map: Callable[[str], str] | None = None
-    done: dict[tuple[str, int], str] = field(default_factory=dict)  # key -> status
-    paths: dict[tuple[str, int], str] = field(default_factory=dict)  # key -> the path text in the CSV
+    done: dict[FrameKey, str] = field(default_factory=dict)  # key -> status
+    paths: dict[FrameKey, Path] = field(default_factory=dict)  # key -> the path as the CSV spells it
     counts: dict[str, int] = field(default_factory=lambda: {"ok": 0, "error": 0})
     _damaged: int = 0
 
@@ -194,10 +179,6 @@ class ResultsStore:
             atomic_write_text(state, json.dumps({"cwd": path_text(origin)}))
         return origin
 
-    def key(self, path: str | os.PathLike[str], frame: int, *, origin: str | None = None) -> tuple[str, int]:
-        """The resolved file and the frame: the same for every spelling of one file's path."""
-        return (os.path.realpath(os.path.join(origin or os.getcwd(), os.fspath(path))), int(frame))
-
     def _load_existing(self) -> None:
         with open(self.csv_path, encoding="utf-8", newline="", errors="surrogateescape") as stream:
             reader = csv.DictReader(stream)
@@ -207,16 +188,16 @@ class ResultsStore:
                     f"{', '.join(reader.fieldnames or [])}); use a new --out folder"
                 )
             for row in reader:
-                if not _valid_row(row, self.columns):  # damaged by hand or by an older version: redone
+                record = record_from_csv_row(row, self.classes)
+                if record is None:  # damaged by hand or by an older version: redone
                     self._damaged += 1
                     continue
-                text = restore(row["path"])
-                key = self.key(path_from_text(text), int(row["frame"]), origin=self.origin)
+                key = frame_key(record.path, record.frame, origin=self.origin)
                 if key in self.done:  # a duplicate row (older versions keyed rows by spelling): counted once
                     continue
-                self.done[key] = row["status"]
-                self.paths[key] = text
-                self.counts[row["status"]] = self.counts.get(row["status"], 0) + 1
+                self.done[key] = record.status
+                self.paths[key] = record.path
+                self.counts[record.status] = self.counts.get(record.status, 0) + 1
 
     def _rewrite_valid_rows(self) -> None:
         """Drop damaged rows for good (say a half-written one whose quoted path held a newline, which
@@ -225,7 +206,7 @@ class ResultsStore:
         writer = csv.DictWriter(buffer, fieldnames=self.columns)
         writer.writeheader()
         with open(self.csv_path, encoding="utf-8", newline="", errors="surrogateescape") as stream:
-            writer.writerows(row for row in csv.DictReader(stream) if _valid_row(row, self.columns))
+            writer.writerows(row for row in csv.DictReader(stream) if record_from_csv_row(row, self.classes) is not None)
         atomic_write_text(self.csv_path, buffer.getvalue(), errors="surrogateescape")
 
     @property
@@ -234,51 +215,21 @@ class ResultsStore:
 
     def status(self, path: str | os.PathLike[str], frame: int) -> str | None:
         """``"ok"`` or ``"error"`` when this frame of this file already has a row, else None."""
-        return self.done.get(self.key(path, frame))
+        return self.done.get(frame_key(path, frame))
 
     def is_done(self, path: str | os.PathLike[str], frame: int) -> bool:
         return self.status(path, frame) is not None
 
     def recorded_path(self, path: str | os.PathLike[str], frame: int) -> Path | None:
         """The spelling of the file's path in the CSV, for a frame that already has a row."""
-        text = self.paths.get(self.key(path, frame))
-        return None if text is None else path_from_text(text)
+        return self.paths.get(frame_key(path, frame))
 
-    def row(self, result: FrameResult, cam_method: str | None) -> dict[str, Any]:
-        """The exact values of a result's row (``results.json`` keeps them; the CSV neutralises them)."""
-        ref = result.ref
-        series_uid = ref.series_uid
-        if series_uid and self.uid_map is not None:
-            series_uid = self.uid_map(series_uid)
-        row: dict[str, Any] = {
-            "path": path_text(ref.path),
-            "frame": ref.frame,
-            "status": result.status,
-            "label": result.label,
-            "confidence": _format(result.confidence),
-            "tumour_probability": _format(result.tumour_probability),
-            "series_uid": plain_text(series_uid),
-            "series_index": ref.series_index if ref.series_uid else "",
-            "series_length": ref.series_length if ref.series_uid else "",
-            "error": plain_text(result.error),
-            "cam_method": (cam_method or "") if result.ok else "",
-        }
-        if result.probabilities is not None:
-            for name, value in zip(self.classes, result.probabilities, strict=True):
-                row[f"p_{name}"] = _format(float(value))
-        if result.cam_peak is not None:
-            row["cam_peak_row"], row["cam_peak_col"] = result.cam_peak
-        if result.size is not None:
-            row["height"], row["width"] = result.size
-        row["window_source"] = result.window_source
-        if self.include_identifiers:
-            row["patient_name"] = plain_text(result.identifiers.get("PatientName", ""))
-            row["patient_id"] = plain_text(result.identifiers.get("PatientID", ""))
-            row["patient_birth_date"] = plain_text(result.identifiers.get("PatientBirthDate", ""))
-        return row
+    def record(self, result: FrameResult, cam_method: str | None) -> FrameRecord:
+        """The record of a result as this store writes it (the run's UID mapping applied)."""
+        return FrameRecord.from_result(result, self.classes, cam_method, self.uid_map)
 
     def append(self, result: FrameResult, cam_method: str | None = None) -> None:
-        """Write one row and flush it to the operating system at once.
+        """Write the row of one result and flush it to the operating system at once.
 
         Raises
         ------
@@ -286,12 +237,16 @@ class ResultsStore:
             The row cannot be written (a full disk): the message names ``results.csv``; the rows
             written before are kept.
         """
-        row = {name: neutralise(str(value)) for name, value in self.row(result, cam_method).items()}
+        self.append_record(self.record(result, cam_method))
+
+    def append_record(self, record: FrameRecord) -> None:
+        """Write one record's row and flush it at once (raises as :meth:`append`)."""
+        row = record_to_csv_row(record, self.columns)
         self._write(lambda: self._writer.writerow(row))
-        key = self.key(result.ref.path, result.ref.frame)
-        self.done[key] = result.status
-        self.paths.setdefault(key, row["path"])
-        self.counts[result.status] = self.counts.get(result.status, 0) + 1
+        key = frame_key(record.path, record.frame)
+        self.done[key] = record.status
+        self.paths.setdefault(key, record.path)
+        self.counts[record.status] = self.counts.get(record.status, 0) + 1
 
     def _write(self, action: Callable[[], object]) -> None:
         try:
@@ -309,22 +264,22 @@ class ResultsStore:
         finally:
             self._lock.release()
 
-    def rows(self) -> Iterator[dict[str, str]]:
-        """Stream the rows of ``results.csv`` with their exact values (memory stays flat).
+    def records(self) -> Iterator[FrameRecord]:
+        """Stream the records of ``results.csv`` (memory stays flat).
 
-        Damaged rows and repeats of a frame are left out; paths stay text (:func:`path_from_text`).
+        Damaged rows and repeats of a frame are left out.
         """
-        seen: set[tuple[str, int]] = set()
+        seen: set[FrameKey] = set()
         with open(self.csv_path, encoding="utf-8", newline="", errors="surrogateescape") as stream:
-            for raw in csv.DictReader(stream):
-                if not _valid_row(raw, self.columns):
+            for row in csv.DictReader(stream):
+                record = record_from_csv_row(row, self.classes)
+                if record is None:
                     continue
-                row = {name: restore(value) for name, value in raw.items()}
-                key = self.key(path_from_text(row["path"]), int(row["frame"]), origin=self.origin)
+                key = frame_key(record.path, record.frame, origin=self.origin)
                 if key in seen:
                     continue
                 seen.add(key)
-                yield row
+                yield record
 
     def finalize(self, run_info: Mapping[str, Any]) -> None:
         """Rewrite ``series.csv`` and ``results.json`` from the CSV.
@@ -335,12 +290,12 @@ class ResultsStore:
             A file cannot be written (a full disk), named in the message.
         """
         self._write(lambda: None)
-        series = summarize_series(self.rows(), self.classes)
+        series = summarize_series(self.records(), self.classes)
         document = {
             "run": dict(run_info),
             "counts": dict(self.counts),
-            "series": series,
-            "results": [_typed(row, self.classes) for row in self.rows()],
+            "series": [entry.to_dict() for entry in series],
+            "results": [record_to_json(record, self.columns) for record in self.records()],
         }
         for path, write in (
             (self.out_dir / SERIES_CSV, lambda target: write_series_csv(target, series)),
@@ -366,21 +321,4 @@ def write_failure(path: Path, exc: OSError) -> str:
         return (f"{path}: the disk is full ({reason}); free some space and run the same command again "
                 "(the rows written so far are kept, and the run resumes after them)")
     return f"{path}: cannot be written ({reason}); the rows written so far are kept"
-
-
-def _typed(row: Mapping[str, str], classes: tuple[str, ...]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    numeric = {"confidence", "tumour_probability", *(f"p_{c}" for c in classes)}
-    integer = {"frame", "cam_peak_row", "cam_peak_col", "width", "height", "series_index", "series_length"}
-    for key, value in row.items():
-        if value == "":
-            out[key] = None
-        elif key in numeric:
-            out[key] = float(value)
-        elif key in integer:
-            out[key] = int(value)
-        else:
-            out[key] = value
-    return out
-
 

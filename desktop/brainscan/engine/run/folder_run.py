@@ -5,7 +5,7 @@ frame, flushed as it is made), ``results.json`` with the run's provenance, optio
 and optional reports (:mod:`brainscan.engine.reports`). The command line iterates
 :meth:`FolderRun.results` under a progress bar; the viewer iterates it in a worker thread and may
 stop between frames. Either way :meth:`FolderRun.finish` (or leaving the ``with`` block) writes
-``results.json``; the reports are written only when every frame was seen, from the final rows::
+``results.json``; the reports are written only when every frame was seen, from the final records::
 
     with FolderRun(classifier, refs, RunSettings(out=Path("out"), report_formats=("pdf",))) as run:
         for result in run.results():
@@ -34,7 +34,7 @@ from brainscan.engine.model.overlay import blend, caption, write_png
 from brainscan.engine.reports import ReportError, ReportOptions, ReportOutcome, ReportSession, privacy
 from brainscan.engine.reports.thumbnails import frame_stem
 from brainscan.engine.results.cells import path_text
-from brainscan.engine.results.record import FrameResult
+from brainscan.engine.results.record import FrameKey, FrameResult, frame_key
 from brainscan.engine.results.store import OutputError, ResultsStore, write_failure
 from brainscan.engine.run.screening import screen
 
@@ -136,7 +136,7 @@ class FolderRun:
             raise
         self.total = len(refs)
         self.todo: list[FrameRef] = []  # frames to screen: new ones, and classified ones missing an output
-        self._outputs_only: set[tuple[str, int]] = set()  # those that already have their row
+        self._outputs_only: set[FrameKey] = set()  # those that already have their row
         for ref in refs:
             status = self.store.status(ref.path, ref.frame)
             if status is None:
@@ -146,7 +146,7 @@ class FolderRun:
             ref = replace(ref, path=self.store.recorded_path(ref.path, ref.frame) or ref.path)
             if status == "ok" and self._missing_output(ref):
                 self.todo.append(ref)
-                self._outputs_only.add(self.store.key(ref.path, ref.frame))
+                self._outputs_only.add(frame_key(ref.path, ref.frame))
         self.already_done = self.total - len(self.todo) + len(self._outputs_only)
         self.remade = len(self._outputs_only)
         self.run_info: dict[str, Any] = {
@@ -175,7 +175,7 @@ class FolderRun:
         keep = self.overlays is not None or self.reports is not None
         for result in screen(self.todo, self.classifier, cam_method=self.settings.cam_method,
                              batch_size=self.settings.batch_size, keep_frames=keep):
-            if self.store.key(result.ref.path, result.ref.frame) not in self._outputs_only:
+            if frame_key(result.ref.path, result.ref.frame) not in self._outputs_only:
                 self.store.append(result, self.settings.cam_method)
             if self.overlays is not None:
                 self._save_overlay(result)
@@ -225,7 +225,7 @@ class FolderRun:
             if outcome.interrupted or self.reports is None:
                 return outcome
             try:
-                outcome.reports = self.reports.finish(self.store.rows(), self.run_info, self.classifier.classes)
+                outcome.reports = self.reports.finish(self.store.records(), self.run_info, self.classifier.classes)
             except ReportError as exc:
                 outcome.report_error = str(exc)
             else:

@@ -1,9 +1,13 @@
-"""Heat-map overlay state for the viewer: settings, the drawn lookup table, a CAM cache and export.
+"""Heat-map overlay state for the viewer: settings, their one evented model, the drawn lookup table, a CAM
+cache and export.
 
 The heat map of a frame is recomputed from the features kept in its
 :class:`~brainscan.engine.inference.Prediction` (:func:`~brainscan.engine.cam.cam_on_picture`), so
 changing the class or the method never re-runs the network; opacity, colour map and threshold
 change only how the same map is drawn (the lookup table and the layer's opacity).
+
+:class:`OverlayModel` is the one owner of the overlay state in the viewer: the heat-map panel, the
+*Show heat map* action (H), holding Space, the remembered settings and the drawing all bind to it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from brainscan.engine.model.cam import CLASS_INDEPENDENT, METHODS, cam_on_pictur
 from brainscan.engine.model.contract import ModelContract
 from brainscan.engine.model.inference import Prediction
 from brainscan.engine.model.overlay import COLORMAPS, blend, caption, colormap_lut
+from brainscan.engine.viewer.evented import EventedField, EventedModel
 
 PREDICTED = -1  # target "the predicted class"
 
@@ -67,6 +72,44 @@ class OverlaySettings:
         if self.method in CLASS_INDEPENDENT:
             return 0
         return prediction.label_index if self.target == PREDICTED else self.target
+
+
+
+class OverlayModel(EventedModel[OverlaySettings]):
+    """The viewer's overlay settings as one evented model (see :mod:`~brainscan.engine.viewer.evented`).
+
+    Each field of :class:`OverlaySettings` is an attribute that announces its changes
+    (``model.opacity = 0.6`` fires ``model.events.opacity(0.6)`` and ``model.events.changed(value)``);
+    :attr:`value` is the frozen :class:`OverlaySettings` to pass on. ``compare_hidden`` is the
+    momentary hiding while Space is held: it fires ``events.compare_hidden`` and is never part of
+    the settings (the panel, the H action and the remembered settings do not follow it).
+    """
+
+    visible = EventedField()
+    target = EventedField()
+    method = EventedField()
+    opacity = EventedField()
+    colormap = EventedField()
+    threshold = EventedField()
+
+    def __init__(self, settings: OverlaySettings | None = None) -> None:
+        super().__init__(settings or OverlaySettings(), extra_events=("compare_hidden",))
+        self._compare_hidden = False
+
+    @property
+    def compare_hidden(self) -> bool:
+        return self._compare_hidden
+
+    @compare_hidden.setter
+    def compare_hidden(self, hidden: bool) -> None:
+        if bool(hidden) != self._compare_hidden:
+            self._compare_hidden = bool(hidden)
+            self.events.compare_hidden.emit(self._compare_hidden)
+
+    @property
+    def drawn(self) -> bool:
+        """Whether the heat map is to be drawn now: visible and not hidden while Space is held."""
+        return self.value.visible and not self._compare_hidden
 
 
 @cache

@@ -1,9 +1,13 @@
 """What the viewer has open and where it stands: Qt-free state the desktop views bind to.
 
 :class:`ViewerSession` holds the open frames grouped into series (a DICOM series, or the
-pictures of one folder), the current position, and the screening results by frame. The viewer
-(:mod:`brainscan.gui`) only draws this state and turns clicks, keys and wheel steps into calls on
-it, so the navigation rules are tested without a screen.
+pictures of one folder), the current position, and the screening results by frame: one
+:class:`~brainscan.engine.results.record.FrameRecord` each, the one copy that the results table,
+the series summary, the browser and the export read, and the network's
+:class:`~brainscan.engine.model.inference.Prediction` for the heat maps. Frames are known by
+:func:`~brainscan.engine.results.record.frame_key`, as in the ``brainscan`` command's results. The
+viewer (:mod:`brainscan.gui`) only draws this state and turns clicks, keys and wheel steps into
+calls on it, so the navigation rules are tested without a screen.
 """
 
 from __future__ import annotations
@@ -17,14 +21,10 @@ import cv2
 import numpy as np
 
 from brainscan.engine.input.frames import Frame, FrameRef
-from brainscan.engine.results.record import FrameResult
+from brainscan.engine.model.inference import Prediction
+from brainscan.engine.results.record import FrameKey, FrameRecord, frame_key
 
-FrameKey = tuple[str, int]
-
-
-def frame_key(ref: FrameRef) -> FrameKey:
-    """The identity of a frame across the viewer: ``(path, frame number)``."""
-    return (str(ref.path), int(ref.frame))
+__all__ = ["FrameCache", "FrameKey", "SeriesGroup", "ViewerSession", "frame_key", "group_refs", "thumbnail"]
 
 
 @dataclass
@@ -93,17 +93,24 @@ class ViewerSession:
 
     def __init__(self) -> None:
         self.groups: list[SeriesGroup] = []
-        self.results: dict[FrameKey, FrameResult] = {}
+        self.results: dict[FrameKey, FrameRecord] = {}
+        self.predictions: dict[FrameKey, Prediction] = {}
         self._where: dict[FrameKey, tuple[int, int]] = {}
+        self._keys: dict[FrameRef, FrameKey] = {}  # each open frame's key, resolved once
         self.group_index = -1
         self.position = -1
 
     # -- content ------------------------------------------------------------------------------
     def add(self, refs: Iterable[FrameRef]) -> list[SeriesGroup]:
-        """Open more frames (already open ones are skipped); returns the groups that changed."""
-        fresh = [ref for ref in refs if frame_key(ref) not in self._where]
+        """Open more frames (already open ones, under any spelling of their path, are skipped); returns the
+        groups that changed."""
+        fresh: dict[FrameKey, FrameRef] = {}
+        for ref in refs:
+            key = self.key_of(ref)
+            if key not in self._where:
+                fresh.setdefault(key, ref)
         changed: list[SeriesGroup] = []
-        for new_group in group_refs(fresh):
+        for new_group in group_refs(fresh.values()):
             existing = next((g for g in self.groups if g.key == new_group.key), None)
             if existing is None:
                 self.groups.append(new_group)
@@ -118,17 +125,25 @@ class ViewerSession:
 
     def clear(self) -> None:
         self.groups.clear()
-        self.results.clear()
+        self.clear_results()
         self._where.clear()
+        self._keys.clear()
         self.group_index = self.position = -1
 
     def _reindex(self) -> None:
         self._where = {
-            frame_key(ref): (g, p) for g, group in enumerate(self.groups) for p, ref in enumerate(group.refs)
+            self.key_of(ref): (g, p) for g, group in enumerate(self.groups) for p, ref in enumerate(group.refs)
         }
 
     def __len__(self) -> int:
         return len(self._where)
+
+    def key_of(self, ref: FrameRef) -> FrameKey:
+        """The frame's :func:`~brainscan.engine.results.record.frame_key` (resolved once per frame)."""
+        key = self._keys.get(ref)
+        if key is None:
+            key = self._keys[ref] = frame_key(ref.path, ref.frame)
+        return key
 
     def refs(self) -> Iterator[FrameRef]:
         for group in self.groups:
@@ -154,7 +169,7 @@ class ViewerSession:
     @property
     def current_key(self) -> FrameKey | None:
         ref = self.current
-        return None if ref is None else frame_key(ref)
+        return None if ref is None else self.key_of(ref)
 
     def go_to(self, key: FrameKey) -> bool:
         """Make ``key`` current; returns whether the current frame changed."""
@@ -199,15 +214,21 @@ class ViewerSession:
     # -- results --------------------------------------------------------------------------------
     def unclassified(self) -> list[FrameRef]:
         """Open frames without a result yet, in browsing order."""
-        return [ref for ref in self.refs() if frame_key(ref) not in self.results]
+        return [ref for ref in self.refs() if self.key_of(ref) not in self.results]
 
-    def add_result(self, result: FrameResult) -> FrameKey:
-        key = frame_key(result.ref)
-        self.results[key] = result
+    def add_result(self, record: FrameRecord, prediction: Prediction | None = None) -> FrameKey:
+        """Keep a frame's record (replacing an earlier one) and the prediction its heat maps are drawn from."""
+        key = frame_key(record.path, record.frame)
+        self.results[key] = record
+        if prediction is None:
+            self.predictions.pop(key, None)
+        else:
+            self.predictions[key] = prediction
         return key
 
     def clear_results(self) -> None:
         self.results.clear()
+        self.predictions.clear()
 
 
 # -- frames in memory ------------------------------------------------------------------------------
