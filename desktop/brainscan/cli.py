@@ -26,6 +26,7 @@ from brainscan.engine.model.overlay import COLORMAPS
 from brainscan.engine.reports import FORMATS, ReportError, parse_formats
 from brainscan.engine.resources import default_model_path
 from brainscan.engine.run.folder_run import FolderRun, RunSettings
+from brainscan.engine.run.screening import DEFAULT_BATCH_SIZE
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_NOTHING_RAN, EXIT_INTERRUPTED = 0, 1, 2, 130
 CAM_CHOICES = (*METHODS, "none")
@@ -65,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--save-overlays", action="store_true", help="write PNG overlays of the heat map to DIR/overlays")
     run.add_argument("--colormap", choices=tuple(COLORMAPS), default="jet", help="overlay colour map")
     run.add_argument("--opacity", type=float, default=0.45, help="overlay opacity in [0, 1]")
-    run.add_argument("--batch-size", type=int, default=8, help="frames per inference batch (default: 8)")
+    run.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                     help=f"frames per inference batch (default: {DEFAULT_BATCH_SIZE}; larger ones use more memory)")
     run.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: one per core)")
     run.add_argument("--keep-identifiers", action="store_true",
                      help="also write the patient name, ID and birth date of DICOM inputs into results.csv, "

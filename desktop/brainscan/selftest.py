@@ -26,7 +26,7 @@ from brainscan.engine.input.frames import FrameRef
 from brainscan.engine.model.inference import Classifier
 from brainscan.engine.model.integrity import UNVERIFIED_WARNING, is_verified
 from brainscan.engine.resources import default_model_path, samples_dir
-from brainscan.engine.run.screening import screen
+from brainscan.engine.run.screening import DEFAULT_BATCH_SIZE, screen
 
 # transfer syntax keyword -> decoding plugins that must be available (the bundled codecs)
 REQUIRED_DECODERS = {
@@ -175,7 +175,7 @@ def _screen_expecting(
 ) -> tuple[int, list[str]]:
     """Screen ``refs`` with Grad-CAM: how many came out as expected, and what went wrong with the others."""
     problems = []
-    for result in screen(refs, classifier, cam_method="gradcam", batch_size=8):
+    for result in screen(refs, classifier, cam_method="gradcam", batch_size=DEFAULT_BATCH_SIZE):
         name = result.ref.path.name
         if not result.ok:
             problems.append(f"{name}: {result.error}")

@@ -15,7 +15,7 @@ from PySide6.QtCore import QObject, Signal
 from brainscan.engine.input.frames import FrameRef
 from brainscan.engine.model.inference import Classifier
 from brainscan.engine.results.record import FrameResult
-from brainscan.engine.run.screening import screen
+from brainscan.engine.run.screening import DEFAULT_BATCH_SIZE, screen
 from brainscan.gui.job_runner import JobRunner
 from brainscan.gui.workers import WorkerPool
 
@@ -69,7 +69,7 @@ class BatchRunner(QObject):
 
         def job():
             # the features stay with each result (keep_frames), so the viewer redraws any CAM
-            return screen(refs, classifier, cam_method=cam_method, keep_frames=True, batch_size=8,
+            return screen(refs, classifier, cam_method=cam_method, keep_frames=True, batch_size=DEFAULT_BATCH_SIZE,
                           decode_workers=DECODE_WORKERS)
 
         self._done, self._total = 0, len(refs)

@@ -36,7 +36,7 @@ from brainscan.engine.reports.thumbnails import frame_stem
 from brainscan.engine.results.cells import path_text
 from brainscan.engine.results.record import FrameKey, FrameResult, frame_key
 from brainscan.engine.results.store import OutputError, ResultsStore, write_failure
-from brainscan.engine.run.screening import screen
+from brainscan.engine.run.screening import DEFAULT_BATCH_SIZE, screen
 
 OVERLAYS_DIR = "overlays"
 
@@ -63,7 +63,7 @@ class RunSettings:
     cam_method: str | None = "gradcam"
     colormap: str = "jet"
     opacity: float = 0.45
-    batch_size: int = 8
+    batch_size: int = DEFAULT_BATCH_SIZE
     save_overlays: bool = False
     report_formats: tuple[str, ...] = ()
     keep_identifiers: bool = False
