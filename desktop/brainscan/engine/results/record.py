@@ -59,6 +59,9 @@ class FrameResult:
     size: tuple[int, int] | None = None
     window_source: str = ""
     identifiers: dict[str, str] = field(default_factory=dict)
+    in_domain: bool | None = None  # None: not judged (an error); False: the picture is not what the model knows
+    domain_reason: str = ""  # why a frame is out of domain, one line
+    heat_outside: float = math.nan  # share of the heat map outside the head (foreground mask), 0..1
 
     @property
     def ok(self) -> bool:
@@ -91,6 +94,11 @@ class FrameRecord:
         The slice's 0-based position in its sorted series and the series' length; None outside a series.
     identifiers:
         Patient identifiers by :data:`RECORD_IDENTIFIERS` key; only those present.
+    in_domain, domain_reason:
+        Whether the frame is the kind of picture the model knows (None when not judged: an error),
+        and why not, in one line.
+    heat_outside:
+        The share of the heat map outside the head (NaN without a heat map).
     """
 
     path: Path
@@ -110,6 +118,9 @@ class FrameRecord:
     window_source: str = ""
     error: str = ""
     identifiers: Mapping[str, str] = field(default_factory=dict)
+    in_domain: bool | None = None
+    domain_reason: str = ""
+    heat_outside: float = math.nan
 
     @property
     def ok(self) -> bool:
@@ -171,6 +182,9 @@ class FrameRecord:
             error=result.error,
             identifiers={key: value for key, keyword in RECORD_IDENTIFIERS.items()
                          if (value := result.identifiers.get(keyword, ""))},
+            in_domain=result.in_domain,
+            domain_reason=result.domain_reason,
+            heat_outside=float(result.heat_outside),
         )
 
 
