@@ -27,6 +27,7 @@ from pydicom.uid import generate_uid
 import dicom_factory as factory
 from brainscan import RESEARCH_USE_NOTICE
 from brainscan.cli import main
+from brainscan.engine.input.picture_checks import HEAT_OUTSIDE_WARNING
 from brainscan.engine.reports import ReportError, ReviewRule, parse_formats
 from brainscan.engine.reports import common as report_common
 from brainscan.engine.reports.content import build_content
@@ -244,7 +245,13 @@ def test_html_is_self_contained_and_holds_the_same(full_run):
         assert f"p({name})" in html
     assert "Model card" in html and "Provenance" in html and "Series" in html
     flagged = sum(bool(ReviewRule().reasons({c: float(r[f"p_{c}"]) for c in FOUR_CLASSES})) for r in rows(full_run.out))
-    assert html.count("<tr class=flag>") == flagged
+    warned = sum(r["in_domain"] == "false" or float(r["heat_outside"] or 0) > HEAT_OUTSIDE_WARNING
+                 for r in rows(full_run.out))
+    marked = sum(bool(ReviewRule().reasons({c: float(r[f"p_{c}"]) for c in FOUR_CLASSES}))
+                 or r["in_domain"] == "false" or float(r["heat_outside"] or 0) > HEAT_OUTSIDE_WARNING
+                 for r in rows(full_run.out))
+    assert html.count("<tr class=flag>") == marked  # a review flag or a warning of the picture checks
+    assert html.count("% of the heat map lies outside the head") + html.count("OUT OF DOMAIN: ") == 2 * warned
     assert html.count("REVIEW: ") == 2 * flagged  # in the table and under the thumbnail
 
 

@@ -181,7 +181,8 @@ def run_screen(args: argparse.Namespace) -> int:
         finally:
             signal.signal(signal.SIGTERM, previous)
         outcome = run.finish()
-    _say(f"{outcome.ok} ok, {outcome.failed} failed of {outcome.frames} frames on {classifier.device.used.upper()}; "
+    domain = f" ({outcome.out_of_domain} out of domain)" if outcome.out_of_domain else ""
+    _say(f"{outcome.ok} ok{domain}, {outcome.failed} failed of {outcome.frames} frames on {classifier.device.used.upper()}; "
          f"results in {args.out / 'results.csv'}")
     if outcome.interrupted:
         _say("interrupted: run the same command again to resume" + (" and write the reports" if args.report else ""))

@@ -34,6 +34,13 @@ from PySide6.QtWidgets import (
 
 from brainscan.engine.results.record import FrameRecord
 from brainscan.engine.results.series import SeriesSummary
+from brainscan.engine.viewer.domain import (
+    DOMAIN_CHOICES,
+    domain_text,
+    heat_outside_high,
+    heat_outside_text,
+    out_of_domain,
+)
 from brainscan.engine.viewer.results import RowFilter, position
 from brainscan.engine.viewer.state import FrameKey, frame_key
 
@@ -41,6 +48,16 @@ SORT_ROLE = Qt.ItemDataRole.UserRole + 2
 KEY_ROLE = Qt.ItemDataRole.UserRole + 3
 _Index = QModelIndex | QPersistentModelIndex
 BASE_COLUMNS = ("File", "Slice", "Status", "Label", "Confidence", "Tumour p")
+TAIL_COLUMNS = ("Domain", "Heat outside", "Message")
+LABEL_COLUMN = 3
+OUT_OF_DOMAIN_COLOUR = QColor("#8a8f96")  # a greyed class: kept for research, not to be read as a finding
+WARNING_COLOUR = QColor("#e8870e")  # out of domain, a heat map mostly outside the head
+_HEADER_TIPS = {
+    "Tumour p": "Probability of any tumour: 1 - p(no tumour)",
+    "Slice": "Position in the DICOM series (★ = the most suspicious slice of its series)",
+    "Domain": "Whether the picture is the kind the model knows; OUT rows keep their probabilities for research only",
+    "Heat outside": "Share of the heat map outside the head; above 50 % the map is a warning sign",
+}
 
 
 def _number(value: float, percent: bool = False) -> str:
@@ -50,7 +67,10 @@ def _number(value: float, percent: bool = False) -> str:
 
 
 class ResultsTableModel(QAbstractTableModel):
-    """One row per classified frame; columns: file, slice, status, label, confidences, message.
+    """One row per classified frame; columns: file, slice, status, label, confidences, domain, heat outside, message.
+
+    A row out of domain shows its class greyed and in italics, the reason as its tooltip; a heat
+    map mostly outside the head shows its share in a warning colour.
 
     The model shows ``records`` (the viewer session's, read, never copied) and keeps only which
     keys its rows show, in their order: :meth:`upsert` adds or refreshes rows once the session holds
@@ -76,7 +96,7 @@ class ResultsTableModel(QAbstractTableModel):
 
     @property
     def columns(self) -> list[str]:
-        return [*BASE_COLUMNS, *(f"p {c}" for c in self.classes), "Message"]
+        return [*BASE_COLUMNS, *(f"p {c}" for c in self.classes), *TAIL_COLUMNS]
 
     def set_classes(self, classes: tuple[str, ...]) -> None:
         self.beginResetModel()
@@ -91,13 +111,15 @@ class ResultsTableModel(QAbstractTableModel):
 
     def upsert(self, keys: Iterable[FrameKey]) -> None:
         """Show the records of ``keys``: new rows at the end, rows already shown redrawn."""
-        fresh = []
+        fresh, shown = [], []
         for key in keys:
             row = self._index.get(key)
             if row is None:
                 fresh.append(key)
             else:
-                self.dataChanged.emit(self.index(row, 0), self.index(row, self.columnCount() - 1))
+                shown.append(row)
+        if shown:  # one signal for the span: the panel recounts once per batch of results
+            self.dataChanged.emit(self.index(min(shown), 0), self.index(max(shown), self.columnCount() - 1))
         if fresh:
             start = len(self.keys)
             self.beginInsertRows(QModelIndex(), start, start + len(fresh) - 1)
@@ -128,11 +150,7 @@ class ResultsTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
             return self.columns[section]
         if role == Qt.ItemDataRole.ToolTipRole and orientation == Qt.Orientation.Horizontal:
-            name = self.columns[section]
-            if name == "Tumour p":
-                return "Probability of any tumour: 1 - p(no tumour)"
-            if name == "Slice":
-                return "Position in the DICOM series (★ = the most suspicious slice of its series)"
+            return _HEADER_TIPS.get(self.columns[section])
         return None
 
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
@@ -146,16 +164,48 @@ class ResultsTableModel(QAbstractTableModel):
         if role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE):
             return self._value(key, record, column, role == SORT_ROLE)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return record.error or str(record.path)
-        if role == Qt.ItemDataRole.ForegroundRole and not record.ok:
-            return QColor("#d9534f")
-        if role == Qt.ItemDataRole.FontRole and key in self.suspicious:
-            font = QFont()
-            font.setBold(True)
-            return font
-        if role == Qt.ItemDataRole.TextAlignmentRole and column >= 4 and column < len(self.columns) - 1:
+            return self._tooltip(record, column)
+        if role == Qt.ItemDataRole.ForegroundRole:
+            return self._foreground(record, column)
+        if role == Qt.ItemDataRole.FontRole:
+            return self._font(key, record, column)
+        numeric = 4 <= column < len(BASE_COLUMNS) + len(self.classes) or self._tail(column) == "Heat outside"
+        if role == Qt.ItemDataRole.TextAlignmentRole and numeric:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
+
+    def _tail(self, column: int) -> str:
+        """The name of a column after the probabilities ("" for the others)."""
+        offset = column - (len(self.columns) - len(TAIL_COLUMNS))
+        return TAIL_COLUMNS[offset] if offset >= 0 else ""
+
+    def _tooltip(self, record: FrameRecord, column: int) -> str:
+        if out_of_domain(record) and (column == LABEL_COLUMN or self._tail(column) == "Domain"):
+            return f"Out of domain: {record.domain_reason}" if record.domain_reason else "Out of domain"
+        if self._tail(column) == "Heat outside" and heat_outside_high(record):
+            return "The heat map lies mostly outside the head: a warning sign"
+        return record.error or str(record.path)
+
+    def _foreground(self, record: FrameRecord, column: int) -> QColor | None:
+        if not record.ok:
+            return QColor("#d9534f")
+        if out_of_domain(record) and column == LABEL_COLUMN:
+            return OUT_OF_DOMAIN_COLOUR
+        if out_of_domain(record) and self._tail(column) == "Domain":
+            return WARNING_COLOUR
+        if self._tail(column) == "Heat outside" and heat_outside_high(record):
+            return WARNING_COLOUR
+        return None
+
+    def _font(self, key: FrameKey, record: FrameRecord, column: int) -> QFont | None:
+        bold = key in self.suspicious
+        italic = column == LABEL_COLUMN and out_of_domain(record)
+        if not (bold or italic):
+            return None
+        font = QFont()
+        font.setBold(bold)
+        font.setItalic(italic)
+        return font
 
     def _value(self, key: FrameKey, record: FrameRecord, column: int, sort: bool) -> Any:
         k = len(self.classes)
@@ -178,6 +228,11 @@ class ResultsTableModel(QAbstractTableModel):
             else:
                 value = record.probability(self.classes[column - 6])
             return (-1.0 if math.isnan(value) else value) if sort else _number(value, percent=column == 4)
+        tail = self._tail(column)
+        if tail == "Domain":
+            return domain_text(record)
+        if tail == "Heat outside":
+            return (-1.0 if math.isnan(record.heat_outside) else record.heat_outside) if sort else heat_outside_text(record)
         return record.error
 
 
@@ -231,6 +286,10 @@ class ResultsPanel(QWidget):
         self.min_confidence.setSingleStep(0.05)
         self.min_confidence.setDecimals(2)
         self.min_confidence.setToolTip("Show only results at least this confident")
+        self.domain_combo = QComboBox()
+        self.domain_combo.setToolTip("Show only pictures the model knows (in domain), or only those it does not")
+        for text, value in DOMAIN_CHOICES:
+            self.domain_combo.addItem(text, value)
         self.errors_only = QCheckBox("Errors only")
         self.errors_only.setToolTip("Show only the files that could not be classified, with their message")
         self.search = QLineEdit()
@@ -242,6 +301,8 @@ class ResultsPanel(QWidget):
         filters.addWidget(self.class_combo)
         filters.addWidget(QLabel("Min. confidence"))
         filters.addWidget(self.min_confidence)
+        filters.addWidget(QLabel("Domain"))
+        filters.addWidget(self.domain_combo)
         filters.addWidget(self.errors_only)
         filters.addWidget(self.search, 1)
         filters.addWidget(self.count_label)
@@ -267,12 +328,14 @@ class ResultsPanel(QWidget):
         self.set_classes(())
         self.class_combo.currentIndexChanged.connect(self._filters_changed)
         self.min_confidence.valueChanged.connect(self._filters_changed)
+        self.domain_combo.currentIndexChanged.connect(self._filters_changed)
         self.errors_only.toggled.connect(self._filters_changed)
         self.search.textChanged.connect(self._filters_changed)
         self.table.selectionModel().currentRowChanged.connect(self._on_current)
         self.proxy.rowsInserted.connect(self._update_count)
         self.proxy.modelReset.connect(self._update_count)
         self.proxy.layoutChanged.connect(self._update_count)
+        self.table_model.dataChanged.connect(self._update_count)  # a replaced record may change the counts
 
     def set_classes(self, classes: tuple[str, ...]) -> None:
         self.table_model.set_classes(classes)
@@ -285,7 +348,7 @@ class ResultsPanel(QWidget):
         self._filters_changed()
         header = self.table.horizontalHeader()
         metrics = header.fontMetrics()
-        widths = {0: 200, 1: 70, 2: 50, 3: 95}
+        widths = {0: 200, 1: 70, 2: 50, 3: 95, len(self.table_model.columns) - len(TAIL_COLUMNS): 170}
         for column, title in enumerate(self.table_model.columns):
             header.resizeSection(column, widths.get(column, max(70, metrics.horizontalAdvance(title) + 24)))
 
@@ -295,20 +358,26 @@ class ResultsPanel(QWidget):
             min_confidence=float(self.min_confidence.value()),
             errors_only=self.errors_only.isChecked(),
             text=self.search.text().strip(),
+            domain=str(self.domain_combo.currentData() or ""),
         )
 
     def _filters_changed(self, *_args: object) -> None:
         self.class_combo.setEnabled(not self.errors_only.isChecked())
         self.min_confidence.setEnabled(not self.errors_only.isChecked())
+        self.domain_combo.setEnabled(not self.errors_only.isChecked())
         self.proxy.set_filter(self.current_filter())
         self._update_count()
 
     def _update_count(self, *_args: object) -> None:
         total = self.table_model.rowCount()
-        errors = sum(1 for row in self.table_model.rows if not row.ok)
+        rows = self.table_model.rows
+        errors = sum(1 for row in rows if not row.ok)
+        outside = sum(1 for row in rows if out_of_domain(row))
         text = f"{self.proxy.rowCount()} of {total} shown"
         if errors:
             text += f" · {errors} error{'s' if errors != 1 else ''}"
+        if outside:
+            text += f" · {outside} out of domain"
         self.count_label.setText(text)
 
     def visible_keys(self) -> list[FrameKey]:
@@ -349,10 +418,10 @@ class ResultsPanel(QWidget):
 
 
 class SeriesSummaryPanel(QTableWidget):
-    """Per DICOM series: slices, errors, labels and the most suspicious slice (click to show it)."""
+    """Per DICOM series: slices, errors, slices out of domain, labels and the most suspicious slice (click to show it)."""
 
     frameActivated = Signal(object)
-    HEADERS = ("Series", "Slices", "Errors", "Labels", "Most suspicious", "Label", "Tumour p")
+    HEADERS = ("Series", "Slices", "Errors", "Labels", "Most suspicious", "Label", "Tumour p", "Out of domain")
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(0, len(self.HEADERS), parent)
@@ -381,10 +450,14 @@ class SeriesSummaryPanel(QTableWidget):
                 "" if index is None else f"slice {index + 1}/{entry.slices}",
                 "" if best is None else best.label,
                 "" if probability is None else f"{probability:.3f}",
+                str(entry.out_of_domain),
             )
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setToolTip(entry.series_uid if column == 0 else text)
+                if column == 7 and entry.out_of_domain:
+                    item.setForeground(WARNING_COLOUR)
+                    item.setToolTip("Slices whose picture is not the kind the model knows; their classes are not findings")
                 self.setItem(row, column, item)
             self._keys.append(None if best is None else frame_key(best.path, best.frame))
         self.resizeColumnsToContents()

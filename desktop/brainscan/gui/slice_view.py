@@ -19,6 +19,14 @@ pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
 _LABEL_STYLE = (
     "QLabel { color: #f0f0f0; background-color: rgba(0, 0, 0, 150); padding: 3px 6px; border-radius: 3px; }"
 )
+_BADGE_STYLE = (
+    "QLabel { color: #ffb347; background-color: rgba(20, 12, 0, 220); border: 2px solid #ff9900;"
+    " padding: 4px 8px; border-radius: 4px; font-weight: bold; }"
+)
+_WARNING_STYLE = (
+    "QLabel { color: #ffcc66; background-color: rgba(20, 12, 0, 190); border: 1px solid #e8870e;"
+    " padding: 3px 6px; border-radius: 3px; }"
+)
 _STEP_KEYS = {
     int(Qt.Key.Key_Up.value): -1,
     int(Qt.Key.Key_Left.value): -1,
@@ -109,6 +117,9 @@ class SliceView(pg.GraphicsLayoutWidget):
         self.position_label = self._corner_label("position")
         self.finding_label = self._corner_label("finding")
         self.window_label = self._corner_label("window")
+        # warnings about the current frame's result, under the finding
+        self.domain_badge = self._corner_label("domain_badge", _BADGE_STYLE)
+        self.heat_warning = self._corner_label("heat_warning", _WARNING_STYLE)
         self.message = QLabel(self)
         self.message.setObjectName("message")
         self.message.setWordWrap(True)
@@ -118,10 +129,10 @@ class SliceView(pg.GraphicsLayoutWidget):
         )
         self.message.hide()
 
-    def _corner_label(self, name: str) -> QLabel:
+    def _corner_label(self, name: str, style: str = _LABEL_STYLE) -> QLabel:
         label = QLabel(self)
         label.setObjectName(name)
-        label.setStyleSheet(_LABEL_STYLE)
+        label.setStyleSheet(style)
         label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
         label.hide()
         return label
@@ -179,6 +190,14 @@ class SliceView(pg.GraphicsLayoutWidget):
 
     def set_corner_text(self, position: str, finding: str, window: str) -> None:
         for label, text in ((self.position_label, position), (self.finding_label, finding), (self.window_label, window)):
+            label.setText(text)
+            label.setVisible(bool(text))
+            label.adjustSize()
+        self._place_labels()
+
+    def set_warnings(self, badge: str, heat: str) -> None:
+        """The out-of-domain badge and the heat-map warning over the slice ("" hides each)."""
+        for label, text in ((self.domain_badge, badge), (self.heat_warning, heat)):
             label.setText(text)
             label.setVisible(bool(text))
             label.adjustSize()
@@ -244,6 +263,12 @@ class SliceView(pg.GraphicsLayoutWidget):
         else:
             self.finding_label.move(max(margin, right), margin)
         self.window_label.move(margin, max(margin, self.height() - self.window_label.height() - margin))
+        below = [label for label in (self.position_label, self.finding_label) if label.isVisible()]
+        top = max((label.y() + label.height() for label in below), default=0) + margin
+        for label in (self.domain_badge, self.heat_warning):  # stacked under the corner text, right-aligned
+            if label.isVisible():
+                label.move(max(margin, self.width() - bar - label.width() - margin), top)
+                top += label.height() + margin // 2
         if self.message.isVisible():
             width = min(self.width() - 40, 560)
             self.message.setFixedWidth(max(200, width))

@@ -24,6 +24,7 @@ from brainscan.engine.viewer.display import (
     drag_window,
     window_presets,
 )
+from brainscan.engine.viewer.domain import slice_warnings
 from brainscan.engine.viewer.overlay import HeatCache, OverlayModel, OverlaySettings, overlay_lut
 from brainscan.engine.viewer.state import (
     FrameCache,
@@ -120,6 +121,7 @@ class ViewerController(QObject):
         self.view.clear_image("Nothing open.")
         self.view.show_colorbar(False)
         self.view.set_corner_text("", "", "")
+        self.view.set_warnings("", "")
         self.currentChanged.emit(None)
         self.infoChanged.emit()
 
@@ -199,6 +201,7 @@ class ViewerController(QObject):
         self.display = None
         self.view.clear_image(f"This file cannot be shown:\n{message}")
         self.view.set_corner_text(self.session.position_text(), "", "")
+        self.view.set_warnings("", "")
         self.infoChanged.emit()
 
     def _display(self, key: FrameKey, frame: Frame) -> None:
@@ -277,6 +280,12 @@ class ViewerController(QObject):
                 self._update_corners()
                 self.infoChanged.emit()
         return keys
+
+    def results_changed(self, keys: Iterable[FrameKey]) -> None:
+        """The session's records of ``keys`` were replaced: redraw the current frame's text when among them."""
+        if self.session.current_key in set(keys):
+            self._update_corners()
+            self.infoChanged.emit()
 
     def _on_overlay_changed(self, settings: OverlaySettings) -> None:
         """Draw the model's new settings, redrawing only what they change."""
@@ -359,3 +368,5 @@ class ViewerController(QObject):
     def _update_corners(self) -> None:
         window = self.window.describe() if (self.window is not None and self.display is not None) else ""
         self.view.set_corner_text(self.session.position_text(), self.finding_text(), window)
+        shown = self.current_result() if self.shown_key is not None else None
+        self.view.set_warnings(*slice_warnings(shown))

@@ -27,6 +27,7 @@ from brainscan.engine.input import (
     raster_headers,
 )
 from brainscan.engine.input.frames import Frame, FrameRef, is_plausible_dicom, kind_of
+from brainscan.engine.input.picture_checks import MOSAIC_TAG
 
 DISPLAY_KEYWORDS = (
     "Modality",
@@ -218,6 +219,21 @@ def tag_text(value: object) -> str:
     return str(value)
 
 
+def mosaic_tiles(ds: Dataset) -> str:
+    """A Siemens mosaic's tile count (private tag (0019,100A) NumberOfImagesInMosaic), "yes" when only its
+    ImageType says MOSAIC, "" for any other frame."""
+    element = ds.get((0x0019, 0x100A))
+    value = getattr(element, "value", None)
+    if isinstance(value, bytes) and len(value) == 2:  # read without its private dictionary (implicit VR)
+        value = int.from_bytes(value, "big" if ds.original_encoding[1] is False else "little")
+    if isinstance(value, int) and value > 1:
+        return str(value)
+    image_type = ds.get("ImageType")
+    if image_type is not None and "MOSAIC" in tag_text(image_type).upper().split("\\"):
+        return "yes"
+    return ""
+
+
 def dataset_strings(ds: Dataset, keywords: Iterable[str]) -> dict[str, str]:
     """The present, non-empty values of ``keywords`` as text."""
     result = {}
@@ -234,6 +250,9 @@ def display_tags(ds: Dataset, frame: int) -> dict[str, str]:
     if "SOPClassUID" in tags:
         tags["SOPClassUID"] = getattr(ds.SOPClassUID, "name", tags["SOPClassUID"])
     tags["TransferSyntax"] = dicom_header.transfer_syntax_label(ds)
+    mosaic = mosaic_tiles(ds)
+    if mosaic:
+        tags[MOSAIC_TAG] = mosaic
     frames = dicom_header.number_of_frames(ds)
     if frames > 1:
         tags["Frame"] = f"{frame + 1} of {frames}"

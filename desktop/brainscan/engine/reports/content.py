@@ -17,6 +17,7 @@ from typing import Any
 from brainscan import RESEARCH_USE_NOTICE
 from brainscan.engine.input import raster_headers
 from brainscan.engine.input.frames import kind_of
+from brainscan.engine.input.picture_checks import HEAT_OUTSIDE_WARNING
 from brainscan.engine.model.inference import file_sha256
 from brainscan.engine.model.integrity import UNVERIFIED_WARNING, is_verified
 from brainscan.engine.reports.flags import ReviewRule
@@ -82,6 +83,21 @@ class ImageEntry:
         """The path, with the frame when it is not the first."""
         return f"{self.path} [frame {self.frame}]" if self.frame else self.path
 
+    @property
+    def warnings(self) -> list[str]:
+        """What the picture checks say against this frame: out of domain, a heat map mostly outside the head."""
+        found = []
+        if self.record.in_domain is False:
+            found.append(f"OUT OF DOMAIN: {self.record.domain_reason or 'the picture checks failed'}")
+        if self.record.heat_outside > HEAT_OUTSIDE_WARNING:  # False for NaN
+            found.append(f"WARNING: {100 * self.record.heat_outside:.0f} % of the heat map lies outside the head")
+        return found
+
+    @property
+    def flags(self) -> list[str]:
+        """Every line a report shows against this frame: its warnings, then why it is flagged for review."""
+        return self.warnings + (["REVIEW: " + "; ".join(self.review)] if self.review else [])
+
 
 @dataclass
 class InputRecord:
@@ -118,7 +134,16 @@ class ReportContent:
     def counts(self) -> dict[str, int]:
         ok = sum(1 for e in self.entries if e.ok)
         return {"frames": len(self.entries), "ok": ok, "error": len(self.entries) - ok,
-                "flagged": sum(1 for e in self.entries if e.ok and e.review)}
+                "flagged": sum(1 for e in self.entries if e.ok and e.review),
+                "out_of_domain": sum(1 for e in self.entries if e.ok and e.record.in_domain is False)}
+
+    def summary_line(self) -> str:
+        """The one-line summary both reports open with."""
+        counts = self.counts
+        return (f"{counts['frames']} frames: {counts['ok']} classified, {counts['error']} failed, "
+                f"{counts['flagged']} flagged for review ({self.rule.describe()}); "
+                f"{counts['out_of_domain']} out of domain (by the picture checks, not pictures the model knows; "
+                "their probabilities are kept for research only).")
 
     def label_counts(self) -> dict[str, int]:
         counts = dict.fromkeys(self.classes, 0)

@@ -66,9 +66,8 @@ def _image_row(entry: ImageEntry, content: ReportContent) -> str:
         cells.append(f"<td>{escape(entry.label)}</td>")
         cells += [f"<td class=num>{fmt(entry.probabilities.get(c, float('nan')))}</td>" for c in content.classes]
         cells.append(f"<td class=num>{fmt(entry.tumour_probability)}</td>")
-        review = "; ".join(entry.review)
-        cells.append(f"<td class=flagtext>{'REVIEW: ' + escape(review) if review else ''}</td>")
-        css = " class=flag" if entry.review else ""
+        cells.append(f"<td class=flagtext>{'<br>'.join(escape(line) for line in entry.flags)}</td>")
+        css = " class=flag" if entry.flags else ""
     else:
         cells.append(f"<td colspan={len(content.classes) + 3} class=errtext>error: {escape(entry.error)}</td>")
         css = " class=err"
@@ -79,7 +78,6 @@ def _image_row(entry: ImageEntry, content: ReportContent) -> str:
 
 def render_html(content: ReportContent) -> str:
     """The report as one HTML document (str)."""
-    counts = content.counts
     notice = escape(content.notice)
     warning = integrity_warning(content.run)
     banner = notice
@@ -95,17 +93,18 @@ def render_html(content: ReportContent) -> str:
         f"<p class=small>Written {escape(content.created)} by {escape(str(content.run.get('application', '')))}. "
         f"{notice}</p>",
         "<h2>Summary</h2>",
-        f"<p>{counts['frames']} frames: {counts['ok']} classified, {counts['error']} failed, "
-        f"{counts['flagged']} flagged for review ({escape(content.rule.describe())}).</p>",
+        f"<p>{escape(content.summary_line())}</p>",
         _grid([["class", "frames"], *([name, str(n)] for name, n in content.label_counts().items())]),
     ]
     out += [f"<p class=small>{escape(note)}</p>" for note in content.notes]
     if content.series:
         out.append("<h2>Series</h2>")
-        rows = [["series", "slices", "classified", "errors", "labels", "most suspicious slice", "tumour probability"]]
+        rows = [["series", "slices", "classified", "errors", "out of domain", "labels", "most suspicious slice",
+                 "tumour probability"]]
         for item in content.series:
             labels, where = series_text(item)
-            rows.append([item.series_uid, str(item.slices), str(item.ok), str(item.errors), labels,
+            rows.append([item.series_uid, str(item.slices), str(item.ok), str(item.errors), str(item.out_of_domain),
+                         labels,
                          where, fmt(item.max_tumour_probability or float("nan"))])
         out.append(_grid(rows))
     out.append("<h2>Per image</h2>")
@@ -129,7 +128,7 @@ def render_html(content: ReportContent) -> str:
         out.append("<div class=gallery>")
         for entry in content.gallery:
             image = _data_uri(Path(entry.thumbnail).read_bytes()) if entry.thumbnail else ""
-            flag = f"<div class=flagtext>REVIEW: {escape('; '.join(entry.review))}</div>" if entry.review else ""
+            flag = "".join(f"<div class=flagtext>{escape(line)}</div>" for line in entry.flags)
             out.append(f"<div class=thumb><img alt='heat map' src='{image}'><b>{escape(entry.label)} "
                        f"{fmt(entry.confidence, 2)}</b> (tumour p {fmt(entry.tumour_probability, 2)})"
                        f"<div>{escape(entry.where)}</div>{flag}</div>")

@@ -114,8 +114,8 @@ def _image_rows(entries: list[ImageEntry], content: ReportContent, styles, width
             row.append(entry.label)
             row += [fmt(entry.probabilities.get(c, float("nan"))) for c in content.classes]
             row.append(fmt(entry.tumour_probability))
-            row.append(Paragraph(escape("REVIEW: " + "; ".join(entry.review)) if entry.review else "", styles["flag"]))
-            if entry.review:
+            row.append(Paragraph("<br/>".join(escape(line) for line in entry.flags), styles["flag"]))
+            if entry.flags:
                 shading.append((len(rows), "#fff4d6"))
         else:
             row.append(Paragraph(escape("error: " + entry.error), styles["error"]))
@@ -137,14 +137,12 @@ def build_story(content: ReportContent, width: float) -> list:
     from reportlab.platypus import Image, Paragraph, Spacer
 
     s = _styles()
-    counts = content.counts
     story: list = [
         Paragraph(escape(content.title), s["title"]),
         Paragraph(f"<b>{escape(content.notice)}</b>", s["body"]),
         Paragraph(escape(f"Written {content.created} by {content.run.get('application', '')}."), s["small"]),
         Paragraph("Summary", s["h2"]),
-        Paragraph(escape(f"{counts['frames']} frames: {counts['ok']} classified, {counts['error']} failed, "
-                         f"{counts['flagged']} flagged for review ({content.rule.describe()})."), s["body"]),
+        Paragraph(escape(content.summary_line()), s["body"]),
         Spacer(1, 4),
         _table([["class", "frames"], *([name, str(n)] for name, n in content.label_counts().items())]),
     ]
@@ -152,13 +150,14 @@ def build_story(content: ReportContent, width: float) -> list:
 
     if content.series:
         story.append(Paragraph("Series", s["h2"]))
-        rows = [["series", "slices", "classified", "errors", "labels", "most suspicious slice", "tumour p"]]
+        rows = [["series", "slices", "classified", "errors", "out of domain", "labels", "most suspicious slice",
+                 "tumour p"]]
         for item in content.series:
             labels, where = series_text(item)
             rows.append([Paragraph(escape(item.series_uid), s["small"]), str(item.slices), str(item.ok),
-                         str(item.errors), Paragraph(escape(labels), s["small"]), Paragraph(escape(where), s["small"]),
-                         fmt(item.max_tumour_probability or float("nan"))])
-        story.append(_table(rows, [w * width for w in (0.2, 0.06, 0.07, 0.06, 0.15, 0.38, 0.08)]))
+                         str(item.errors), str(item.out_of_domain), Paragraph(escape(labels), s["small"]),
+                         Paragraph(escape(where), s["small"]), fmt(item.max_tumour_probability or float("nan"))])
+        story.append(_table(rows, [w * width for w in (0.19, 0.06, 0.07, 0.06, 0.07, 0.14, 0.33, 0.08)]))
 
     story.append(Paragraph("Per image", s["h2"]))
     k = len(content.classes)
@@ -189,8 +188,8 @@ def build_story(content: ReportContent, width: float) -> list:
             picture = Image(str(entry.thumbnail), width=THUMB_POINTS, height=THUMB_POINTS, kind="proportional")
             text = f"<b>{escape(entry.label)} {fmt(entry.confidence, 2)}</b> (tumour p {fmt(entry.tumour_probability, 2)})<br/>"
             text += escape(entry.where)
-            if entry.review:
-                text += f"<br/><font color='#8a5a00'>REVIEW: {escape('; '.join(entry.review))}</font>"
+            for line in entry.flags:
+                text += f"<br/><font color='#8a5a00'>{escape(line)}</font>"
             cells.append([picture, Paragraph(text, s["small"])])
         grid = [cells[i:i + GALLERY_COLUMNS] for i in range(0, len(cells), GALLERY_COLUMNS)]
         grid[-1] += [""] * (GALLERY_COLUMNS - len(grid[-1]))

@@ -4,7 +4,8 @@
 The CSV cells follow :mod:`~brainscan.engine.results.cells`: the path reversibly escaped
 (:func:`~brainscan.engine.results.cells.path_text`), free text (series UID, error, identifiers) as one
 printable line, numbers with six decimals ("" for none), and every cell a spreadsheet would run as a
-formula neutralised. The JSON item holds the same values, typed and exact: numbers as numbers, none
+formula neutralised; ``in_domain`` as ``true``, ``false`` or "" (not judged). The JSON item holds the same
+values, typed and exact: numbers as numbers, none
 as ``null``, no neutralising.
 """
 
@@ -35,7 +36,7 @@ def result_columns(classes: Iterable[str], include_identifiers: bool = False) ->
     columns = ["path", "frame", "status", "label", "confidence", "tumour_probability"]
     columns += [f"p_{name}" for name in classes]
     columns += ["cam_method", "cam_peak_row", "cam_peak_col", "width", "height", "series_uid", "series_index",
-                "series_length", "window_source", "error"]
+                "series_length", "window_source", "in_domain", "domain_reason", "heat_outside", "error"]
     if include_identifiers:
         columns += list(IDENTIFIER_COLUMNS)
     return columns
@@ -66,10 +67,17 @@ def _cells(record: FrameRecord) -> dict[str, str]:
         "series_index": _integer_text(record.series_index),
         "series_length": _integer_text(record.series_length),
         "window_source": record.window_source,
+        "in_domain": _DOMAIN_TEXT[record.in_domain],
+        "domain_reason": plain_text(record.domain_reason),
+        "heat_outside": number_text(record.heat_outside),
         "error": plain_text(record.error),
     }
     cells.update({column: plain_text(record.identifiers.get(column, "")) for column in IDENTIFIER_COLUMNS})
     return cells
+
+
+_DOMAIN_TEXT = {True: "true", False: "false", None: ""}
+_DOMAIN_OF = {text: value for value, text in _DOMAIN_TEXT.items()}
 
 
 def _integer_text(value: int | None) -> str:
@@ -85,7 +93,7 @@ def record_to_csv_row(record: FrameRecord, columns: list[str]) -> dict[str, str]
 def record_to_json(record: FrameRecord, columns: list[str]) -> dict[str, Any]:
     """The record's item of ``results.json``: the values of its CSV row, typed (``None`` for an empty cell)."""
     cells = _cells(record)
-    numbers = {"confidence", "tumour_probability", *(f"p_{name}" for name in record.probabilities)}
+    numbers = {"confidence", "tumour_probability", "heat_outside", *(f"p_{name}" for name in record.probabilities)}
     item: dict[str, Any] = {}
     for column in columns:
         text = cells.get(column, "")
@@ -95,6 +103,8 @@ def record_to_json(record: FrameRecord, columns: list[str]) -> dict[str, Any]:
             item[column] = float(text)
         elif column in _INTEGERS:
             item[column] = int(text)
+        elif column == "in_domain":
+            item[column] = _DOMAIN_OF[text]
         else:
             item[column] = text
     return item
@@ -125,6 +135,8 @@ def _parse(cells: Mapping[str, str], classes: tuple[str, ...]) -> FrameRecord:
     if integers["frame"] is None:
         raise ValueError("no frame number")
     peak = (integers["cam_peak_row"], integers["cam_peak_col"])
+    if cells["in_domain"] not in _DOMAIN_OF:
+        raise ValueError("in_domain is not true, false or empty")
     return FrameRecord(
         path=path_from_text(cells["path"]),
         frame=integers["frame"],
@@ -141,6 +153,9 @@ def _parse(cells: Mapping[str, str], classes: tuple[str, ...]) -> FrameRecord:
         series_index=integers["series_index"],
         series_length=integers["series_length"],
         window_source=cells["window_source"],
+        in_domain=_DOMAIN_OF[cells["in_domain"]],
+        domain_reason=cells["domain_reason"],
+        heat_outside=_number(cells["heat_outside"]),
         error=cells["error"],
         identifiers={column: cells[column] for column in IDENTIFIER_COLUMNS if cells.get(column)},
     )

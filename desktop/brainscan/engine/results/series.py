@@ -15,7 +15,7 @@ from brainscan.engine.results.cells import neutralise, path_text, plain_text
 from brainscan.engine.results.files import atomic_write_text
 from brainscan.engine.results.record import FrameRecord
 
-SERIES_COLUMNS = ("series_uid", "slices", "ok", "errors", "labels", "most_suspicious_index", "most_suspicious_path",
+SERIES_COLUMNS = ("series_uid", "slices", "ok", "errors", "out_of_domain", "labels", "most_suspicious_index", "most_suspicious_path",
                   "most_suspicious_frame", "most_suspicious_label", "max_tumour_probability")
 
 
@@ -27,10 +27,12 @@ class SeriesSummary:
     ----------
     slices, ok, errors:
         Its frames: all, classified, failed.
+    out_of_domain:
+        Classified frames the picture checks judged out of domain (counted in ``ok`` too).
     labels:
         Classified frames per label, in the order first seen.
     most_suspicious:
-        The classified slice with the highest tumour probability (the first of equals), None when none.
+        The classified in-domain slice with the highest tumour probability (the first of equals), None when none.
     tumour_probability_of:
         How the tumour probability is computed (``"1 - p(notumor)"``, or ``"top class"``).
     """
@@ -39,6 +41,7 @@ class SeriesSummary:
     slices: int = 0
     ok: int = 0
     errors: int = 0
+    out_of_domain: int = 0
     labels: dict[str, int] = field(default_factory=dict)
     most_suspicious: FrameRecord | None = None
     tumour_probability_of: str = ""
@@ -55,6 +58,7 @@ class SeriesSummary:
             "slices": self.slices,
             "ok": self.ok,
             "errors": self.errors,
+            "out_of_domain": self.out_of_domain,
             "labels": dict(self.labels),
             "most_suspicious_path": None if best is None else path_text(best.path),
             "most_suspicious_frame": None if best is None else best.frame,
@@ -67,7 +71,7 @@ class SeriesSummary:
 
 def summarize_series(records: Iterable[FrameRecord], classes: tuple[str, ...]) -> list[SeriesSummary]:
     """Per DICOM series, in the order first seen: slice counts, labels, and the most suspicious slice
-    (highest tumour probability). Frames outside a series are left out."""
+    (highest tumour probability among in-domain slices). Frames outside a series are left out."""
     negative = negative_class_index(classes)
     rule = "1 - p(" + classes[negative] + ")" if negative is not None else "top class"
     summary: dict[str, SeriesSummary] = {}
@@ -81,6 +85,9 @@ def summarize_series(records: Iterable[FrameRecord], classes: tuple[str, ...]) -
             continue
         entry.ok += 1
         entry.labels[record.label] = entry.labels.get(record.label, 0) + 1
+        if record.in_domain is False:
+            entry.out_of_domain += 1
+            continue
         probability = record.tumour_probability
         best = entry.max_tumour_probability
         if not math.isnan(probability) and (best is None or probability > best):

@@ -133,6 +133,7 @@ class ResultsStore:
     done: dict[FrameKey, str] = field(default_factory=dict)  # key -> status
     paths: dict[FrameKey, Path] = field(default_factory=dict)  # key -> the path as the CSV spells it
     counts: dict[str, int] = field(default_factory=lambda: {"ok": 0, "error": 0})
+    out_of_domain: int = 0  # classified frames the picture checks judged out of domain (counted in "ok" too)
     _damaged: int = 0
 
     def __post_init__(self) -> None:
@@ -197,7 +198,7 @@ class ResultsStore:
                     continue
                 self.done[key] = record.status
                 self.paths[key] = record.path
-                self.counts[record.status] = self.counts.get(record.status, 0) + 1
+                self._count(record)
 
     def _rewrite_valid_rows(self) -> None:
         """Drop damaged rows for good (say a half-written one whose quoted path held a newline, which
@@ -246,7 +247,12 @@ class ResultsStore:
         key = frame_key(record.path, record.frame)
         self.done[key] = record.status
         self.paths.setdefault(key, record.path)
+        self._count(record)
+
+    def _count(self, record: FrameRecord) -> None:
         self.counts[record.status] = self.counts.get(record.status, 0) + 1
+        if record.in_domain is False:
+            self.out_of_domain += 1
 
     def _write(self, action: Callable[[], object]) -> None:
         try:

@@ -78,6 +78,7 @@ class RunOutcome:
 
     ok: int = 0
     failed: int = 0
+    out_of_domain: int = 0  # of the ok frames, those the picture checks judged out of domain
     interrupted: bool = False
     reports: ReportOutcome | None = None
     report_error: str = ""
@@ -236,7 +237,8 @@ class FolderRun:
 
     def _finalize(self, *, interrupted: bool) -> RunOutcome:
         counts = self.store.counts
-        outcome = RunOutcome(ok=counts.get("ok", 0), failed=counts.get("error", 0), interrupted=interrupted,
+        outcome = RunOutcome(ok=counts.get("ok", 0), failed=counts.get("error", 0),
+                             out_of_domain=self.store.out_of_domain, interrupted=interrupted,
                              seconds=round(time.perf_counter() - self._started, 3))
         if not self._finalized:
             self._finalized = True

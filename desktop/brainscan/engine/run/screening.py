@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 
 from brainscan.engine.input.frames import Frame, FrameRef
+from brainscan.engine.input.picture_checks import check_picture, head_mask, heat_outside
 from brainscan.engine.model.cam import CLASS_INDEPENDENT, METHODS, cam_on_picture
 from brainscan.engine.model.inference import Classifier, Prediction, tumour_probability
 from brainscan.engine.results.record import FrameResult, describe_failure
@@ -45,7 +46,8 @@ def classified(
     ref: FrameRef, frame: Frame, prediction: Prediction, classifier: Classifier, *, cam_method: str | None,
     keep_frames: bool,
 ) -> FrameResult:
-    """The ``ok`` result of one classified frame, with its heat map's peak (and the map, when kept)."""
+    """The ``ok`` result of one classified frame, with its heat map's peak (and the map, when kept), the picture
+    checks' verdict and the heat map's share outside the head (about 1 ms per frame, 224 or 512 px)."""
     classes = classifier.classes
     index = prediction.label_index
     result = FrameResult(
@@ -59,6 +61,7 @@ def classified(
         window_source=frame.window_source,
         identifiers=dict(frame.identifiers),
     )
+    result.in_domain, result.domain_reason = check_picture(frame)
     if cam_method is not None:
         target = 0 if cam_method in CLASS_INDEPENDENT else index
         heat = cam_on_picture(
@@ -66,6 +69,7 @@ def classified(
         )
         peak = np.unravel_index(int(np.argmax(heat)), heat.shape)
         result.cam_peak = (int(peak[0]), int(peak[1]))
+        result.heat_outside = heat_outside(heat, head_mask(frame.picture))
         if keep_frames:
             result.heat = heat
     if keep_frames:

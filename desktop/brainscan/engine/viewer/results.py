@@ -44,12 +44,16 @@ class RowFilter:
         Only rows that failed.
     text:
         Only rows whose file name or message contains it (case-insensitive).
+    domain:
+        ``"in"``: only rows judged in domain; ``"out"``: only rows judged out of domain (rows not
+        judged, such as errors, are hidden by either); ``""`` for any.
     """
 
     label: str = ""
     min_confidence: float = 0.0
     errors_only: bool = False
     text: str = ""
+    domain: str = ""
 
     def accepts(self, record: FrameRecord) -> bool:
         if self.errors_only:
@@ -59,6 +63,8 @@ class RowFilter:
             if self.label and record.label != self.label:
                 return False
             if self.min_confidence > 0 and (not record.ok or not record.confidence >= self.min_confidence):
+                return False
+            if self.domain and record.in_domain is not (self.domain == "in"):
                 return False
         if self.text:
             needle = self.text.lower()

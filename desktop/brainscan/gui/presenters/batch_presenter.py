@@ -7,7 +7,7 @@ from PySide6.QtCore import QObject, Signal
 
 from brainscan.engine.results.record import FrameResult
 from brainscan.engine.viewer.results import most_suspicious_keys, series_summary
-from brainscan.engine.viewer.state import frame_key
+from brainscan.engine.viewer.state import FrameKey, frame_key
 from brainscan.gui.batch import BatchRunner
 from brainscan.gui.browser import BrowserView
 from brainscan.gui.frame_loader import FrameLoader
@@ -91,10 +91,16 @@ class BatchPresenter(QObject):
         if not results:  # closed while the batch was stopping
             return
         keys = self.controller.add_results(results, self.cam_method)  # the session keeps their records
+        self.show_records(keys)
+
+    def show_records(self, keys: list[FrameKey]) -> None:
+        """The session holds new or replaced records for ``keys``: the table, browser, summary and view show them."""
+        session = self.controller.session
         self.results_panel.table_model.upsert(keys)
         for key in keys:
             self.browser.browser_model.set_result(key, session.results[key])
         self._update_summary()
+        self.controller.results_changed(keys)
         current = session.current_key
         if current in keys:
             self.results_panel.select_key(current)
