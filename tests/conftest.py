@@ -6,6 +6,7 @@ once per session from the real Kaggle JPGs (see ``tests/dicom_factory.py``).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -99,3 +100,13 @@ def dicom_samples(factory_dir: Path, real_jpgs: list[Path]) -> SimpleNamespace:
         truncated=factory.write_truncated(folder / "truncated.dcm", grey[3]),
         raw=factory.write_without_preamble(folder / "raw-dataset", grey[2]),
     )
+
+
+# -- a private cache ---------------------------------------------------------------------------------
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The engine's cache (weights verified before) in a temporary folder, never the user's; child
+    processes the tests start inherit it."""
+    folder = tmp_path_factory.mktemp("brainscan-cache")
+    os.environ["BRAINSCAN_CACHE"] = str(folder)
+    return folder

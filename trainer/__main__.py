@@ -69,6 +69,9 @@ def _evaluate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="validation", choices=("validation", "train", "test", "all"),
                    help="validation: the run's grouped split (fits the temperature); test: Testing folders")
     p.add_argument("--data", nargs="+", help="score every picture under these roots instead (an external set)")
+    p.add_argument("--alias", action="append", default=[], metavar="FOLDER=CLASS",
+                   help="map a folder of --data to a class (repeatable): yes=tumour, no=notumor; a tumour yes/no "
+                        "set is scored as a screen (sensitivity, specificity, balanced accuracy)")
     p.add_argument("--out", type=Path, help="report folder (default: <run>/report)")
     p.add_argument("--no-update-contract", action="store_true",
                    help="do not write the fitted temperature and ROC AUC into the run's contract")
@@ -147,14 +150,29 @@ def _fit(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
+def _aliases(texts: list[str]) -> dict[str, str]:
+    """``--alias FOLDER=CLASS`` flags as a mapping."""
+    aliases = {}
+    for text in texts:
+        folder, sep, label = text.partition("=")
+        if not sep or not folder.strip() or not label.strip():
+            raise TrainerError(f"--alias {text!r}: write it as FOLDER=CLASS (for example yes=tumour)")
+        aliases[folder.strip()] = label.strip()
+    return aliases
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from trainer.evaluate import evaluate
 
     metrics = evaluate(
-        args.run, onnx=args.onnx, split=args.split, data=args.data, out=args.out,
+        args.run, onnx=args.onnx, split=args.split, data=args.data, aliases=_aliases(args.alias), out=args.out,
         update=not args.no_update_contract, gallery=args.gallery, examples=args.examples,
         cam_method=args.cam_method, device=args.device, threads=args.threads,
     )
+    if "binary" in metrics:
+        print(json.dumps({k: metrics["binary"][k] for k in (
+            "images", "counts", "sensitivity", "specificity", "balanced_accuracy", "roc_auc")}))
+        return 0
     summary = {k: metrics[k] for k in ("images", "accuracy", "macro_f1", "weighted_f1")}
     summary["roc_auc_macro"] = metrics["roc_auc"]["macro"]
     summary["temperature"] = metrics["calibration"]["temperature"]
@@ -189,11 +207,8 @@ def _audit(args: argparse.Namespace) -> int:
     from trainer.audit import audit_data, audit_summary, write_audit
 
     values = load_yaml(args.config) if args.config else {}
-    for text in args.alias:
-        folder, sep, label = text.partition("=")
-        if not sep:
-            raise TrainerError(f"--alias {text!r}: write it as FOLDER=CLASS")
-        values.setdefault("label_aliases", {})[folder] = label
+    if args.alias:
+        values["label_aliases"] = {**values.get("label_aliases", {}), **_aliases(args.alias)}
     if args.data:
         values["data"] = args.data
     if args.task:

@@ -181,6 +181,25 @@ def scan_data(
     return Listing(roots, samples, ignored, ignored_files)
 
 
+def class_folder_names(roots: str | Path | Sequence[str | Path]) -> list[str]:
+    """The class folders' own names under the roots (inside split folders where the layout has them)."""
+    names: list[str] = []
+    for root in [roots] if isinstance(roots, (str, Path)) else roots:
+        subfolders = sorted(p for p in Path(root).iterdir() if p.is_dir()) if Path(root).is_dir() else []
+        if any(_split_of(sub) for sub in subfolders):
+            subfolders = [f for sub in subfolders if _split_of(sub) for f in sorted(sub.iterdir()) if f.is_dir()]
+        names.extend(sub.name for sub in subfolders)
+    return names
+
+
+def is_tumour_yes_no(roots: str | Path | Sequence[str | Path], aliases: Mapping[str, str] | None = None) -> bool:
+    """Whether the roots hold a tumour yes/no set (no tumour type folder; tumour and no-tumour folders after
+    the aliases and :data:`BINARY_MAP`), such as ``yes``/``no``."""
+    names = class_folder_names(roots)
+    types = {canonical_label(n, "4class", aliases) for n in names} & (set(CLASSES_4) - {"notumor"})
+    return not types and {canonical_label(n, "binary", aliases) for n in names} >= set(CLASSES_BINARY)
+
+
 def list_samples(
     roots: str | Path | Sequence[str | Path],
     classes: Sequence[str] = CLASSES_4,

@@ -12,6 +12,13 @@ its Testing split, or any other data), scores it and writes into ``runs/<name>/r
   examples per class;
 - ``report.md``, which ties them together.
 
+External data (``--data``) whose folders are tumour yes/no (``yes``/``no``, or any names mapped there by
+``--alias FOLDER=CLASS``) scored by a model with a ``notumor`` class among several is judged as a screen:
+tumour = 1 - p(notumor), decided at the model's argmax (tumour when the predicted class is not
+``notumor``), with counts, sensitivity, specificity (95 % Wilson intervals), balanced accuracy and the
+ROC AUC of the tumour probability (``metrics["binary"]``); the multi-class sections need class labels
+and are left out.
+
 On the validation split the fitted temperature is written into the run's contract
 (``metrics["calibration"]["temperature"]``), so every later export carries it.
 """
@@ -31,10 +38,11 @@ from brainscan.engine.model.contract import ModelContract
 from trainer import plots
 from trainer.calibration import calibrate, calibration_scores, reliability, softmax
 from trainer.config import FitConfig
+from trainer.data import CLASSES_BINARY, is_tumour_yes_no
 from trainer.device import Runtime, machine_info
 from trainer.errors import TrainerError
-from trainer.evaluation_report import report_markdown
-from trainer.metrics import classification_report, roc_auc_per_class
+from trainer.evaluation_report import binary_report_markdown, report_markdown
+from trainer.metrics import binary_screening_metrics, classification_report, roc_auc_per_class
 from trainer.prepared_data import Prepared, prepare_data, split_description
 from trainer.refit import refuse_refit_on_held_out
 from trainer.run_folder import load_checkpoint, read_history, update_contract
@@ -52,15 +60,30 @@ class Selection:
     indices: np.ndarray
     split: str
     description: str
+    binary: bool = False  # labels are CLASSES_BINARY (notumor, tumor), not the model's classes
 
 
-def select_data(config: FitConfig, split: str, data_roots: list[str] | None, log: Any = print) -> Selection:
-    """Rebuild the data for ``split`` of the run (or all of other ``data_roots``)."""
+def _screens_tumour(classes: tuple[str, ...]) -> bool:
+    return "notumor" in classes and len(classes) > 2
+
+
+def select_data(
+    config: FitConfig, split: str, data_roots: list[str] | None, log: Any = print,
+    aliases: dict[str, str] | None = None,
+) -> Selection:
+    """Rebuild the data for ``split`` of the run (or all of other ``data_roots``, their folder names mapped by
+    ``aliases`` too; a tumour yes/no set scored by a model with ``notumor`` among its classes is labelled
+    :data:`CLASSES_BINARY`)."""
     if data_roots:
-        other = FitConfig.from_dict({**config.as_dict(), "data": tuple(data_roots), "limit": None})
+        aliases = {**config.label_aliases, **(aliases or {})}
+        binary = _screens_tumour(tuple(config.classes)) and is_tumour_yes_no(data_roots, aliases)
+        task = {"task": "binary", "classes": CLASSES_BINARY} if binary else {}
+        other = FitConfig.from_dict({**config.as_dict(), "data": tuple(data_roots), "limit": None,
+                                     "label_aliases": aliases, **task})
         data = prepare_data(other, log, splits=("training", "testing", "validation", "unsplit"), split=False)
+        kind = " (a tumour yes/no set)" if binary else ""
         return Selection(data, data.val, "external", f"all {len(data.val)} readable pictures under "
-                         + ", ".join(data_roots))
+                         + ", ".join(data_roots) + kind, binary)
     if split == "test":
         data = prepare_data(config, log, splits=("testing",), split=False)
         return Selection(data, data.val, split, f"the Testing split of the data roots ({len(data.val)} pictures)")
@@ -250,6 +273,23 @@ def _report_folder(out: str | Path | None, run_dir: Path | None, onnx: str | Pat
     return (run_dir or Path(onnx).parent) / name
 
 
+def _header(
+    scorer: Scorer, run_dir: Path | None, contract: ModelContract, selection: Selection, warnings: list[str]
+) -> dict[str, Any]:
+    """What every ``metrics.json`` starts with: the model, the run and the data scored."""
+    return {
+        "model": scorer.name,
+        "run": run_dir.name if run_dir is not None else f"{contract.name} {contract.version}",
+        "views_in_graph": list(contract.views_in_graph),
+        "test_time_augmentation": list(contract.test_time_augmentation),
+        "data_fingerprint": selection.data.fingerprint,
+        "contract": {"name": contract.name, "version": contract.version, "architecture": contract.architecture},
+        "split": selection.split,
+        "split_description": selection.description,
+        "warnings": warnings,
+    }
+
+
 def _write_temperature(
     run_dir: Path, contract: ModelContract, report: dict[str, Any], roc: dict[str, Any],
     calibration: dict[str, Any], log: Any,
@@ -266,12 +306,60 @@ def _write_temperature(
         "contract")
 
 
+def _binary_metrics(scored: Scored, classes: tuple[str, ...], gallery: int) -> dict[str, Any]:
+    """The screening figures of a 4-class model on a tumour yes/no set, with what each kind was called."""
+    negative = classes.index("notumor")
+    tumour = scored.labels == CLASSES_BINARY.index("tumor")
+    called = scored.predictions != negative
+    binary = binary_screening_metrics(tumour, called, 1.0 - scored.probabilities[:, negative])
+    binary["decision"] = "the model's argmax: tumour when the predicted class is not notumor"
+    binary["score"] = "tumour probability 1 - p(notumor) (softmax, T = 1)"
+    binary["predicted_classes"] = {
+        kind: {name: int(((scored.predictions == c) & (tumour == is_tumour)).sum()) for c, name in enumerate(classes)}
+        for kind, is_tumour in (("tumour", True), ("no tumour", False))
+    }
+    missed = np.flatnonzero(tumour & ~called)
+    missed = missed[np.argsort(-scored.probabilities[missed, negative], kind="stable")][:gallery]
+    binary["most_confident_missed_tumours"] = [
+        {"file": scored.names[k], "p_notumor": round(float(scored.probabilities[k, negative]), 4)} for k in missed
+    ]
+    return binary
+
+
+def _evaluate_binary(
+    scorer: Scorer, selection: Selection, contract: ModelContract, out_dir: Path, header: dict[str, Any],
+    gallery: int, started: float, log: Any,
+) -> dict[str, Any]:
+    """Score a tumour yes/no set with a multi-class model; write ``metrics.json`` and ``report.md``."""
+    scored = _score(scorer, selection)
+    binary = _binary_metrics(scored, tuple(contract.classes), gallery)
+    log(
+        f"{selection.split} (tumour yes/no): {binary['images']} pictures, sensitivity {binary['sensitivity']:.4f}, "
+        f"specificity {binary['specificity']:.4f}, balanced accuracy {binary['balanced_accuracy']:.4f}, "
+        f"ROC AUC {binary['roc_auc']:.4f} ({binary['counts']})"
+    )
+    metrics = {
+        **header,
+        "images": binary["images"],
+        "binary": binary,
+        "scoring": {"seconds": round(scored.seconds, 1),
+                    "images_per_s": round(len(selection.indices) / max(scored.seconds, 1e-9), 1)},
+        "machine": machine_info(),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (out_dir / "report.md").write_text(binary_report_markdown(metrics, contract))
+    log(f"report: {out_dir / 'report.md'}")
+    return metrics
+
+
 def evaluate(
     run: str | Path | None = None,
     *,
     onnx: str | Path | None = None,
     split: str = "validation",
     data: list[str] | None = None,
+    aliases: dict[str, str] | None = None,
     out: str | Path | None = None,
     update: bool = True,
     gallery: int = 12,
@@ -294,10 +382,13 @@ def evaluate(
 
     if onnx is not None and split == "validation" and not data:
         refuse_refit_on_held_out(contract.metrics, str(onnx))
-    selection = select_data(config, split, data, log)
+    selection = select_data(config, split, data, log, aliases)
     warnings = _fingerprint_warnings(selection, contract)
     for warning in warnings:
         log(f"warning: {warning}")
+    header = _header(scorer, run_dir, contract, selection, warnings)
+    if selection.binary:
+        return _evaluate_binary(scorer, selection, contract, out_dir, header, gallery, started, log)
     classes = tuple(contract.classes)
     scored = _score(scorer, selection)
     report = classification_report(scored.labels, scored.predictions, classes)
@@ -312,15 +403,7 @@ def evaluate(
     mistakes = _mistakes(scorer, selection, scored, classes, gallery, cam_method, out_dir, figures)
     example_files = _examples(scorer, selection, scored, classes, examples, cam_method, out_dir, figures)
     metrics = {
-        "model": scorer.name,
-        "run": run_dir.name if run_dir is not None else f"{contract.name} {contract.version}",
-        "views_in_graph": list(contract.views_in_graph),
-        "test_time_augmentation": list(contract.test_time_augmentation),
-        "data_fingerprint": selection.data.fingerprint,
-        "contract": {"name": contract.name, "version": contract.version, "architecture": contract.architecture},
-        "split": selection.split,
-        "split_description": selection.description,
-        "warnings": warnings,
+        **header,
         **report,
         "roc_auc": roc,
         "calibration": calibration,

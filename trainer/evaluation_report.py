@@ -156,6 +156,54 @@ def _provenance(metrics: dict[str, Any], contract: ModelContract) -> list[str]:
     ]
 
 
+def _interval(values: list[float]) -> str:
+    return f"{_f(values[0], 3)}–{_f(values[1], 3)}"
+
+
+def binary_section(binary: dict[str, Any]) -> list[str]:
+    """Tumour against no tumour: counts, sensitivity, specificity, balanced accuracy, ROC AUC."""
+    counts = binary["counts"]
+    lines = [
+        "## Tumour against no tumour",
+        "",
+        f"Decision: {binary['decision']}; score for the ROC AUC: {binary['score']}. Intervals: {binary['interval']}.",
+        "",
+        "| pictures | TP | FN | TN | FP | sensitivity (95 % CI) | specificity (95 % CI) | balanced accuracy | ROC AUC |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| {binary['images']} | {counts['tp']} | {counts['fn']} | {counts['tn']} | {counts['fp']} | "
+        f"{_f(binary['sensitivity'])} ({_interval(binary['sensitivity_ci95'])}) | {_f(binary['specificity'])} "
+        f"({_interval(binary['specificity_ci95'])}) | {_f(binary['balanced_accuracy'])} | {_f(binary['roc_auc'])} |",
+        "",
+    ]
+    predicted = binary.get("predicted_classes")
+    if predicted:
+        classes = list(next(iter(predicted.values())))
+        lines += ["Predicted classes:", "", "| true \\ predicted | " + " | ".join(classes) + " |",
+                  "|---|" + "---|" * len(classes)]
+        lines += [f"| **{kind}** | " + " | ".join(str(row[c]) for c in classes) + " |" for kind, row in predicted.items()]
+        lines.append("")
+    missed = binary.get("most_confident_missed_tumours")
+    if missed:
+        lines += ["Most confident missed tumours:", "", "| file | p(notumor) |", "|---|---|"]
+        lines += [f"| `{m['file']}` | {_f(m['p_notumor'])} |" for m in missed]
+        lines.append("")
+    return lines
+
+
+def binary_report_markdown(metrics: dict[str, Any], contract: ModelContract) -> str:
+    """The report page of a multi-class model scored on a tumour yes/no set."""
+    lines = [
+        f"# External evaluation of {contract.name} {contract.version} ({contract.architecture})",
+        "",
+        "Research software, not a diagnosis. "
+        f"Scored with {metrics['model']} on **{metrics['split']}** data: {metrics['split_description']}. "
+        "The folders say only tumour or no tumour, so the per-class sections of a full report do not apply.",
+        "",
+    ]
+    lines += [f"> **Warning:** {w}" for w in metrics["warnings"]] + ([""] if metrics["warnings"] else [])
+    return "\n".join([*lines, *binary_section(metrics["binary"]), *_provenance(metrics, contract)])
+
+
 def report_markdown(
     metrics: dict[str, Any], contract: ModelContract, history: list[dict[str, Any]] | None,
     figures: dict[str, Path], out_dir: Path,

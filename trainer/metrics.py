@@ -99,3 +99,42 @@ def roc_auc_per_class(labels: np.ndarray, probabilities: np.ndarray, classes: Se
         negative = list(classes).index("notumor")
         result["tumour_vs_notumor"] = round(binary_auc(labels != negative, 1.0 - probabilities[:, negative]), 4)
     return result
+
+
+WILSON_Z = 1.959963984540054  # the two-sided 95 % normal quantile
+
+
+def wilson_interval(successes: int, trials: int, z: float = WILSON_Z) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (95 % by default); (NaN, NaN) without trials."""
+    if trials <= 0:
+        return float("nan"), float("nan")
+    p = successes / trials
+    denominator = 1.0 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * np.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    return max(0.0, float(centre - half)), min(1.0, float(centre + half))
+
+
+def _ratio(numerator: int, denominator: int) -> float:
+    return numerator / denominator if denominator else float("nan")
+
+
+def binary_screening_metrics(tumour: np.ndarray, predicted: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+    """Tumour against no tumour: counts, sensitivity and specificity (with 95 % Wilson intervals), balanced
+    accuracy at the given decisions, and the ROC AUC of ``scores`` (the tumour probability)."""
+    tumour, predicted = np.asarray(tumour, dtype=bool), np.asarray(predicted, dtype=bool)
+    tp, fn = int((tumour & predicted).sum()), int((tumour & ~predicted).sum())
+    tn, fp = int((~tumour & ~predicted).sum()), int((~tumour & predicted).sum())
+    sensitivity, specificity = _ratio(tp, tp + fn), _ratio(tn, tn + fp)
+    return {
+        "images": len(tumour),
+        "counts": {"tp": tp, "fn": fn, "tn": tn, "fp": fp},
+        "sensitivity": round(sensitivity, 4),
+        "sensitivity_ci95": [round(v, 4) for v in wilson_interval(tp, tp + fn)],
+        "specificity": round(specificity, 4),
+        "specificity_ci95": [round(v, 4) for v in wilson_interval(tn, tn + fp)],
+        "balanced_accuracy": round((sensitivity + specificity) / 2, 4),
+        "accuracy": round(_ratio(tp + tn, len(tumour)), 4),
+        "roc_auc": round(binary_auc(tumour, scores), 4),
+        "interval": "95 % Wilson score interval",
+    }

@@ -308,3 +308,43 @@ def test_binary_model_writes_its_own_columns_and_cannot_resume_a_4class_folder(t
     assert main(["screen", str(real_jpgs[1]), "--out", str(out), "--model", str(four), "--progress", "never"]) == 2
     assert "use a new --out folder" in capsys.readouterr().err
     assert (out / "results.csv").read_bytes() == before
+
+
+# -- files verified before ---------------------------------------------------------------------------
+def test_a_file_verified_once_is_not_parsed_again(tmp_path, monkeypatch):
+    from brainscan.engine.model import integrity
+
+    monkeypatch.setenv("BRAINSCAN_CACHE", str(tmp_path / "cache"))
+    model = stamped_model(tmp_path / "m.onnx")
+    assert Classifier(model, device="cpu").integrity == VERIFIED  # parsed and hashed, then remembered
+
+    def no_parse(path):
+        raise AssertionError("the weights were parsed again")
+
+    monkeypatch.setattr(integrity, "weights_sha256", no_parse)
+    assert Classifier(model, device="cpu").integrity == VERIFIED
+
+
+def test_a_remembered_file_whose_bytes_changed_is_verified_again_and_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("BRAINSCAN_CACHE", str(tmp_path / "cache"))
+    model = stamped_model(tmp_path / "m.onnx")
+    assert Classifier(model, device="cpu").integrity == VERIFIED
+    alter_one_weight(model, model)  # same path, other bytes, checksum key kept
+    with pytest.raises(ModelError, match="do not match the checksum"):
+        Classifier(model, device="cpu")
+
+
+def test_a_damaged_or_foreign_cache_is_never_trusted(tmp_path, monkeypatch):
+    from brainscan.engine.model import integrity
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("BRAINSCAN_CACHE", str(cache))
+    model = stamped_model(tmp_path / "m.onnx")
+    altered = alter_one_weight(model, tmp_path / "altered.onnx")
+    cache.mkdir()
+    # a cache that claims the altered file was verified against its (now wrong) recorded checksum
+    (cache / integrity.VERIFIED_CACHE).write_text(json.dumps({integrity.file_sha256(altered): "0" * 64}))
+    with pytest.raises(ModelError, match="do not match the checksum"):
+        Classifier(altered, device="cpu")
+    (cache / integrity.VERIFIED_CACHE).write_text("{not json")
+    assert Classifier(model, device="cpu").integrity == VERIFIED

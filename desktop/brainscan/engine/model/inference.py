@@ -8,7 +8,6 @@ returns, per picture, the class probabilities and the feature maps that make Gra
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from collections.abc import Mapping
@@ -27,7 +26,7 @@ from brainscan.engine.model.contract import (
     TensorSpec,
     check_graph,
 )
-from brainscan.engine.model.integrity import verify_weights
+from brainscan.engine.model.integrity import file_sha256, recorded_checksum, verify_weights
 from brainscan.engine.model.preprocess import to_model_input
 
 DEVICES = ("auto", "cuda", "cpu")
@@ -73,14 +72,6 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=-1, keepdims=True)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _choose_providers(device: str) -> tuple[list[str], str]:
@@ -139,6 +130,7 @@ class Classifier:
         self, model_path: str | Path, device: str = "auto", threads: int | None = None, *, allow_unverified: bool = False
     ) -> None:
         self.model_path = Path(model_path)
+        self._sha256: str | None = None  # of the whole file: computed once, for the card and the checksum cache
         if not self.model_path.is_file():
             raise ModelError(
                 f"{self.model_path}: model file not found; pass an exported .onnx with --model "
@@ -171,11 +163,11 @@ class Classifier:
             source=source,
         )
         # "verified", or "unverified (no checksum in contract)" when allowed; altered weights raise ModelError
-        self.integrity = verify_weights(self.model_path, metadata, allow_unverified=allow_unverified)
+        self.integrity = verify_weights(self.model_path, metadata, allow_unverified=allow_unverified,
+                                        file_digest=self.sha256 if recorded_checksum(metadata) else None)
         self.input_name = self.session.get_inputs()[0].name
         self.temperature = calibration_temperature(self.contract.metrics)
         self._cam_weight: np.ndarray | None = None
-        self._sha256: str | None = None
 
     @property
     def sha256(self) -> str:

@@ -102,7 +102,62 @@ def unverified_error(model_path: str | Path) -> UnverifiedModelError:
     )
 
 
-def verify_weights(model_path: str | Path, metadata: Mapping[str, str], *, allow_unverified: bool = False) -> str:
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 (hex) of a whole file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# -- files verified before -----------------------------------------------------------------------
+# Parsing a model to hash its weights costs about half a second (most of it importing the onnx
+# package), at every start. A file whose bytes were verified once needs no second parse: the cache
+# maps the SHA-256 of the whole file to the weights checksum it was verified against, and is trusted
+# only for exactly those bytes and that recorded checksum. Losing or damaging it costs one parse.
+CACHE_ENV = "BRAINSCAN_CACHE"
+VERIFIED_CACHE = "verified-weights.json"
+CACHE_ENTRIES = 64
+
+
+def cache_dir() -> Path:
+    """``$BRAINSCAN_CACHE``, else ``$XDG_CACHE_HOME/brainscan``, else ``~/.cache/brainscan``."""
+    override = os.environ.get(CACHE_ENV)
+    if override:
+        return Path(override)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "brainscan"
+
+
+def _verified_before() -> dict[str, str]:
+    try:
+        entries = json.loads((cache_dir() / VERIFIED_CACHE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in entries.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(
+        entries, dict) else {}
+
+
+def _remember_verified(file_digest: str, checksum: str) -> None:
+    entries = _verified_before()
+    entries.pop(file_digest, None)
+    entries[file_digest] = checksum
+    kept = dict(list(entries.items())[-CACHE_ENTRIES:])
+    folder = cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        temporary = folder / f".{VERIFIED_CACHE}.{os.getpid()}.tmp"
+        temporary.write_text(json.dumps(kept), encoding="utf-8")
+        os.replace(temporary, folder / VERIFIED_CACHE)
+    except OSError:  # a read-only home: verification just runs again next time
+        pass
+
+
+def verify_weights(
+    model_path: str | Path, metadata: Mapping[str, str], *, allow_unverified: bool = False,
+    file_digest: str | None = None,
+) -> str:
     """Check a model file's weights against the checksum its contract records.
 
     Parameters
@@ -114,6 +169,9 @@ def verify_weights(model_path: str | Path, metadata: Mapping[str, str], *, allow
     allow_unverified:
         Accept a model whose contract records no checksum (as :data:`UNVERIFIED`) instead of
         refusing it. The refusal needs only the metadata: no hash is computed.
+    file_digest:
+        The SHA-256 of the whole file, when the caller has it: a file verified before with these
+        very bytes and this recorded checksum is not parsed again (see :func:`cache_dir`).
 
     Returns
     -------
@@ -134,6 +192,8 @@ def verify_weights(model_path: str | Path, metadata: Mapping[str, str], *, allow
         if not allow_unverified:
             raise unverified_error(model_path)
         return UNVERIFIED
+    if file_digest is not None and _verified_before().get(file_digest) == expected.lower():
+        return VERIFIED
     try:
         actual = weights_sha256(model_path)
     except Exception as exc:  # onnx raises its own errors for damaged files
@@ -147,6 +207,8 @@ def verify_weights(model_path: str | Path, metadata: Mapping[str, str], *, allow
             f"{expected[:12]}..., found {actual[:12]}...): the file was altered after export; "
             "re-download or re-export the model, and do not edit its weights"
         )
+    if file_digest is not None:
+        _remember_verified(file_digest, actual)
     return VERIFIED
 
 

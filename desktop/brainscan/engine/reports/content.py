@@ -18,8 +18,7 @@ from brainscan import RESEARCH_USE_NOTICE
 from brainscan.engine.input import raster_headers
 from brainscan.engine.input.frames import kind_of
 from brainscan.engine.input.picture_checks import HEAT_OUTSIDE_WARNING
-from brainscan.engine.model.inference import file_sha256
-from brainscan.engine.model.integrity import UNVERIFIED_WARNING, is_verified
+from brainscan.engine.model.integrity import UNVERIFIED_WARNING, file_sha256, is_verified
 from brainscan.engine.reports.flags import ReviewRule
 from brainscan.engine.reports.thumbnails import THUMBNAILS_DIR, thumbnail_name
 from brainscan.engine.results.cells import path_text
