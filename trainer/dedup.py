@@ -16,6 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from brainscan.engine.model.integrity import file_sha256
+
 HASH_SIZE = 8  # 8 x 8 low frequencies = 64 bits
 _DCT_SIZE = 32
 DEFAULT_THRESHOLD = 6
@@ -103,14 +105,6 @@ def grouped_split(
             in_val[idx] = True
             taken[majority] += len(idx)
     return np.flatnonzero(~in_val), np.flatnonzero(in_val)
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def data_fingerprint(paths: Sequence[str | Path], root: str | Path) -> str:

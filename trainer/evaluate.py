@@ -342,14 +342,9 @@ def _evaluate_binary(
         **header,
         "images": binary["images"],
         "binary": binary,
-        "scoring": {"seconds": round(scored.seconds, 1),
-                    "images_per_s": round(len(selection.indices) / max(scored.seconds, 1e-9), 1)},
-        "machine": machine_info(),
-        "seconds": round(time.perf_counter() - started, 1),
+        **_run_facts(scored.seconds, len(selection.indices), started),
     }
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (out_dir / "report.md").write_text(binary_report_markdown(metrics, contract))
-    log(f"report: {out_dir / 'report.md'}")
+    _write_report(out_dir, metrics, binary_report_markdown(metrics, contract), log)
     return metrics
 
 
@@ -410,14 +405,25 @@ def evaluate(
         "most_confident_mistakes": mistakes,
         "cam_examples": example_files,
         "cam_method": cam_method,
-        "scoring": {"seconds": round(scored.seconds, 1),
-                    "images_per_s": round(len(selection.indices) / max(scored.seconds, 1e-9), 1)},
-        "machine": machine_info(),
-        "seconds": round(time.perf_counter() - started, 1),
+        **_run_facts(scored.seconds, len(selection.indices), started),
     }
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (out_dir / "report.md").write_text(report_markdown(metrics, contract, history, figures, out_dir))
-    log(f"report: {out_dir / 'report.md'}")
+    _write_report(out_dir, metrics, report_markdown(metrics, contract, history, figures, out_dir), log)
     if update and selection.split == "validation" and onnx is None and run_dir is not None:
         _write_temperature(run_dir, contract, report, roc, calibration, log)
     return metrics
+
+
+def _run_facts(scoring_seconds: float, images: int, started: float) -> dict:
+    """How long scoring and the whole evaluation took, and on what machine."""
+    return {
+        "scoring": {"seconds": round(scoring_seconds, 1), "images_per_s": round(images / max(scoring_seconds, 1e-9), 1)},
+        "machine": machine_info(),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def _write_report(out_dir: Path, metrics: dict, markdown: str, log) -> None:
+    """``metrics.json`` and ``report.md`` of an evaluation."""
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (out_dir / "report.md").write_text(markdown)
+    log(f"report: {out_dir / 'report.md'}")
