@@ -128,3 +128,16 @@ def test_screen_writes_the_domain_columns_and_counts_them_in_its_summary(model, 
             assert rows[name]["in_domain"] == "true" and rows[name]["domain_reason"] == ""
             assert 0.0 <= float(rows[name]["heat_outside"]) <= 1.0
     assert "4 ok (2 out of domain), 0 failed of 4 frames" in capsys.readouterr().err
+
+
+def test_heat_outside_from_the_shrunk_mask_agrees_with_the_full_size_mask(real_jpgs):
+    from brainscan.engine.input.picture_checks import picture_facts
+
+    picture = cv2.resize(load_frame(FrameRef(real_jpgs[1], kind="raster")).picture, (512, 512))
+    rows, cols = np.mgrid[0:512, 0:512]
+    heat = np.exp(-((rows - 100) ** 2 + (cols - 400) ** 2) / (2 * 90.0**2))  # a blob near the edge of the head
+    facts = picture_facts(picture)
+    assert facts.mask.shape[0] < 512  # measured on the shrunk picture
+    full = heat_outside(heat, head_mask(picture))
+    assert 0.05 < full < 0.95
+    assert heat_outside(heat, facts.mask) == pytest.approx(full, abs=0.02)

@@ -12,6 +12,8 @@ real midline sagittal DICOM slices is flagged, while constant, noise-only and ti
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -95,29 +97,44 @@ def head_mask(picture: np.ndarray) -> np.ndarray:
     return small > 0
 
 
-def picture_statistics(picture: np.ndarray) -> dict[str, float]:
-    """The figures the checks judge: grey standard deviation, foreground fraction, noise share."""
+@dataclass(frozen=True)
+class PictureFacts:
+    """What the checks judge, measured once per frame: grey standard deviation, foreground fraction,
+    noise share, and the head mask at the shrunk size (for :func:`heat_outside`)."""
+
+    grey_std: float
+    foreground: float
+    noise: float
+    mask: np.ndarray  # bool, at most MASK_SIDE a side
+
+    def statistics(self) -> dict[str, float]:
+        return {"grey_std": self.grey_std, "foreground": self.foreground, "noise": self.noise}
+
+
+def picture_facts(picture: np.ndarray) -> PictureFacts:
+    """Measure a picture once for the checks and the heat-outside share."""
     grey = grey_of(picture)
     mask, noise = _mask_small(grey)
-    return {
-        "grey_std": float(grey.std()),
-        "foreground": float(np.count_nonzero(mask)) / mask.size,
-        "noise": noise,
-    }
+    return PictureFacts(float(grey.std()), float(np.count_nonzero(mask)) / mask.size, noise, mask > 0)
+
+
+def picture_statistics(picture: np.ndarray) -> dict[str, float]:
+    """The figures the checks judge: grey standard deviation, foreground fraction, noise share."""
+    return picture_facts(picture).statistics()
 
 
 def foreground_fraction(picture: np.ndarray) -> float:
     """The share of the picture covered by :func:`head_mask` (0..1)."""
-    return picture_statistics(picture)["foreground"]
+    return picture_facts(picture).foreground
 
 
-def check_picture(frame: Frame) -> tuple[bool, str]:
+def check_picture(frame: Frame, facts: PictureFacts | None = None) -> tuple[bool, str]:
     """Whether a frame is in domain, and why not (one line; "" when it is)."""
     mosaic = frame.tags.get(MOSAIC_TAG)
     if mosaic:
         tiles = f" of {mosaic} tiles" if mosaic.isdigit() else ""
         return False, f"a Siemens mosaic{tiles} (many slices in one frame), not one slice"
-    return check_statistics(picture_statistics(frame.picture))
+    return check_statistics((facts or picture_facts(frame.picture)).statistics())
 
 
 def check_statistics(figures: dict[str, float]) -> tuple[bool, str]:
@@ -132,9 +149,15 @@ def check_statistics(figures: dict[str, float]) -> tuple[bool, str]:
 
 
 def heat_outside(heat: np.ndarray, mask: np.ndarray) -> float:
-    """The share of the heat map's mass outside ``mask`` (0..1; NaN for a heat map without mass)."""
-    heat = np.asarray(heat, dtype=np.float64)
-    total = float(heat.sum())
+    """The share of the heat map's mass outside ``mask`` (0..1; NaN for a heat map without mass).
+
+    A mask smaller than the heat map (the shrunk one of :class:`PictureFacts`) is compared with the
+    heat map averaged down to its size, so no full-size mask is made for a large picture.
+    """
+    heat = np.asarray(heat, dtype=np.float32)
+    if mask.shape != heat.shape:
+        heat = cv2.resize(heat, (mask.shape[1], mask.shape[0]), interpolation=cv2.INTER_AREA)
+    total = float(heat.sum(dtype=np.float64))
     if not np.isfinite(total) or total <= 0.0:
         return float("nan")
-    return float(heat[~mask].sum()) / total
+    return float(heat[~mask].sum(dtype=np.float64)) / total

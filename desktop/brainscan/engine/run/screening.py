@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 
 from brainscan.engine.input.frames import Frame, FrameRef
-from brainscan.engine.input.picture_checks import check_picture, head_mask, heat_outside
+from brainscan.engine.input.picture_checks import check_picture, heat_outside, picture_facts
 from brainscan.engine.model.cam import CLASS_INDEPENDENT, METHODS, cam_on_picture
 from brainscan.engine.model.inference import Classifier, Prediction, tumour_probability
 from brainscan.engine.results.record import FrameResult, describe_failure
@@ -61,7 +61,8 @@ def classified(
         window_source=frame.window_source,
         identifiers=dict(frame.identifiers),
     )
-    result.in_domain, result.domain_reason = check_picture(frame)
+    facts = picture_facts(frame.picture)  # measured once: the checks and the heat-outside share
+    result.in_domain, result.domain_reason = check_picture(frame, facts)
     if cam_method is not None:
         target = 0 if cam_method in CLASS_INDEPENDENT else index
         heat = cam_on_picture(
@@ -69,7 +70,7 @@ def classified(
         )
         peak = np.unravel_index(int(np.argmax(heat)), heat.shape)
         result.cam_peak = (int(peak[0]), int(peak[1]))
-        result.heat_outside = heat_outside(heat, head_mask(frame.picture))
+        result.heat_outside = heat_outside(heat, facts.mask)
         if keep_frames:
             result.heat = heat
     if keep_frames:
