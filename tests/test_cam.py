@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from brainscan.engine.model.cam import (
+    HEAD_METHOD,
     METHODS,
     cam_on_picture,
     class_gradients,
@@ -18,6 +19,7 @@ from tiny_models import tiny_contract
 rng = np.random.default_rng(7)
 FEATURES = np.maximum(rng.normal(size=(16, 7, 7)), 0).astype(np.float32)
 WEIGHT = rng.normal(size=(4, 16)).astype(np.float32)
+HEAD_MAPS = rng.normal(size=(4, 14, 14)).astype(np.float32)
 
 
 def _logit(features: np.ndarray, target: int) -> float:
@@ -41,7 +43,7 @@ def test_gradcam_is_the_relu_of_the_class_weighted_feature_sum():
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_method_gives_a_map_scaled_to_the_unit_interval(method):
-    heat = compute_cam(method, FEATURES, WEIGHT, 0, size=(224, 224))
+    heat = compute_cam(method, FEATURES, WEIGHT, 0, size=(224, 224), head_maps=HEAD_MAPS)
     assert heat.shape == (224, 224) and heat.dtype == np.float32
     assert heat.min() >= 0 and heat.max() == pytest.approx(1.0, abs=1e-5)
 
@@ -77,3 +79,17 @@ def test_heat_map_on_a_wide_picture_drops_the_square_padding():
     assert heat.shape == (50, 200)
     row, col = np.unravel_index(np.argmax(heat), heat.shape)
     assert col < 30 and 10 < row < 40
+
+
+def test_the_head_method_shows_the_asked_class_map_and_needs_a_head():
+    for target in range(4):
+        heat = raw_cam(HEAD_METHOD, FEATURES, WEIGHT, target, head_maps=HEAD_MAPS)
+        np.testing.assert_array_equal(heat, HEAD_MAPS[target])  # the class's own map, negative evidence kept
+    maps = HEAD_MAPS.copy()
+    for target, (row, col) in ((2, (10, 3)), (1, (4, 12))):  # one clear peak per class, in different places
+        maps[target, row, col] += 10
+        heat = compute_cam(HEAD_METHOD, FEATURES, WEIGHT, target, (224, 224), maps)
+        peak = np.unravel_index(np.argmax(heat), heat.shape)
+        assert abs(peak[0] - (row * 16 + 7.5)) <= 8 and abs(peak[1] - (col * 16 + 7.5)) <= 8
+    with pytest.raises(ValueError, match="explanation head"):
+        raw_cam(HEAD_METHOD, FEATURES, WEIGHT, 0)

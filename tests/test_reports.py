@@ -504,6 +504,29 @@ def test_a_stricter_review_rule_flags_every_frame_in_both_reports(full_run):
     assert text.count("REVIEW:") == 2 * 9  # in the table and under each thumbnail
 
 
+def test_both_reports_show_each_series_verdict_and_the_rule_once(full_run):
+    from html import escape
+
+    from brainscan.engine.reports.pdf_report import render_pdf
+    from brainscan.engine.results.verdict import VerdictRule
+
+    series = json.loads((full_run.out / "results.json").read_text())["series"]
+    assert len(series) == 2 and all(entry["verdict"] and entry["verdict_text"] for entry in series)
+    sentence = VerdictRule().describe()
+    html = (full_run.out / "report.html").read_text(encoding="utf-8")
+    assert html.count(escape(sentence)) == 1
+    flat = normalised("\n".join(pdf_pages(full_run.out / "report.pdf")))
+    assert flat.count(normalised(sentence)) == 1
+    for entry in series:
+        assert escape(entry["verdict_text"]) in html and normalised(entry["verdict_text"]) in flat
+    run = json.loads((full_run.out / "results.json").read_text())["run"]
+    strict = VerdictRule(min_in_domain_share=1.0, min_probability=0.99)
+    content = build_content(full_run.out, records(full_run.out), run, FOUR_CLASSES, verdict_rule=strict)
+    assert escape(strict.describe()) in render_html(content)
+    pdf = "\n".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(render_pdf(content))).pages)
+    assert normalised(strict.describe()) in normalised(pdf)
+
+
 def test_model_card_shows_the_validation_metrics_of_the_contract(full_run):
     run = json.loads((full_run.out / "results.json").read_text())["run"]
     run["model"]["metrics"] = {"validation": {

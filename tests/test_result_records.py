@@ -34,28 +34,29 @@ ODD_PATH = Path(os.fsdecode(b"scans/bad\xffname\nline%.png"))  # a byte that is 
 
 EXPECTED_CSV = (
     "path,frame,status,label,confidence,tumour_probability,p_glioma,p_notumor,cam_method,cam_peak_row,cam_peak_col,"
-    "width,height,series_uid,series_index,series_length,window_source,in_domain,domain_reason,heat_outside,error,"
+    "width,height,series_uid,series_index,series_length,window_source,in_domain,domain_score,domain_reason,heat_outside,"
+    "error,"
     "patient_name,patient_id,patient_birth_date\r\n"
     "scans/bad%FFname%0Aline%25.png,0,ok,'=notumor,0.750000,0.250000,0.250000,0.750000,gradcam,3,4,20,10,,,,none,"
-    "true,,0.125000,,'+Doe Jane,'@1,19700101\r\n"
-    "/data/s1.dcm,2,ok,glioma,0.900000,0.900000,0.900000,0.100000,gradcam,,,6,5,9.1.2.3,4,9,tags,,,,,,,\r\n"
-    "/data/broken.jpg,0,error,,,,,,,,,,,,,,,,,,/data/broken.jpg: cut short -x,,,\r\n"
-    "'-rel.png,0,ok,notumor,1.000000,,,1.000000,gradcam,,,,,,,,,false,'=blank picture,,,,,\r\n"
+    "true,0.875000,,0.125000,,'+Doe Jane,'@1,19700101\r\n"
+    "/data/s1.dcm,2,ok,glioma,0.900000,0.900000,0.900000,0.100000,gradcam,,,6,5,9.1.2.3,4,9,tags,,,,,,,,\r\n"
+    "/data/broken.jpg,0,error,,,,,,,,,,,,,,,,,,,/data/broken.jpg: cut short -x,,,\r\n"
+    "'-rel.png,0,ok,notumor,1.000000,,,1.000000,gradcam,,,,,,,,,false,1.500000,'=blank picture,,,,,\r\n"
 )
 EXPECTED_SERIES_CSV = (
     "series_uid,slices,ok,errors,out_of_domain,labels,most_suspicious_index,most_suspicious_path,"
-    "most_suspicious_frame,most_suspicious_label,max_tumour_probability\n"
-    "9.1.2.3,1,1,0,0,glioma:1,4,/data/s1.dcm,2,glioma,0.900000\n"
+    "most_suspicious_frame,most_suspicious_label,max_tumour_probability,in_domain_slices,verdict,verdict_support\n"
+    "9.1.2.3,1,1,0,0,glioma:1,4,/data/s1.dcm,2,glioma,0.900000,1,glioma,1\n"
 )
 NONE_BUT = dict.fromkeys(
     ["confidence", "tumour_probability", "p_glioma", "p_notumor", "cam_method", "cam_peak_row", "cam_peak_col",
      "width", "height", "series_uid", "series_index", "series_length", "window_source", "in_domain",
-     "domain_reason", "heat_outside", "error", "patient_name", "patient_id", "patient_birth_date"])
+     "domain_score", "domain_reason", "heat_outside", "error", "patient_name", "patient_id", "patient_birth_date"])
 EXPECTED_JSON_RESULTS = [
     {"path": "scans/bad%FFname%0Aline%25.png", "frame": 0, "status": "ok", "label": "=notumor", "confidence": 0.75,
      "tumour_probability": 0.25, "p_glioma": 0.25, "p_notumor": 0.75, "cam_method": "gradcam", "cam_peak_row": 3,
      "cam_peak_col": 4, "width": 20, "height": 10, "series_uid": None, "series_index": None, "series_length": None,
-     "window_source": "none", "in_domain": True, "domain_reason": None, "heat_outside": 0.125, "error": None,
+     "window_source": "none", "in_domain": True, "domain_score": 0.875, "domain_reason": None, "heat_outside": 0.125, "error": None,
      "patient_name": "+Doe Jane", "patient_id": "@1",
      "patient_birth_date": "19700101"},
     {**NONE_BUT, "path": "/data/s1.dcm", "frame": 2, "status": "ok", "label": "glioma", "confidence": 0.9,
@@ -64,12 +65,15 @@ EXPECTED_JSON_RESULTS = [
     {**NONE_BUT, "path": "/data/broken.jpg", "frame": 0, "status": "error", "label": None,
      "error": "/data/broken.jpg: cut short -x"},
     {**NONE_BUT, "path": "-rel.png", "frame": 0, "status": "ok", "label": "notumor", "confidence": 1.0,
-     "p_notumor": 1.0, "cam_method": "gradcam", "in_domain": False, "domain_reason": "=blank picture"},
+     "p_notumor": 1.0, "cam_method": "gradcam", "in_domain": False, "domain_score": 1.5,
+     "domain_reason": "=blank picture"},
 ]
 EXPECTED_SERIES = [{
     "series_uid": "9.1.2.3", "slices": 1, "ok": 1, "errors": 0, "out_of_domain": 0, "labels": {"glioma": 1},
     "most_suspicious_path": "/data/s1.dcm", "most_suspicious_frame": 2, "most_suspicious_index": 4,
     "most_suspicious_label": "glioma", "max_tumour_probability": 0.9, "tumour_probability_of": "1 - p(notumor)",
+    "in_domain_slices": 1, "verdict": "glioma", "verdict_support": 1,
+    "verdict_text": "glioma: 1 of 1 in-domain slices at p >= 0.90",
 }]
 
 
@@ -78,14 +82,15 @@ def results() -> list[FrameResult]:
     return [
         FrameResult(FrameRef(ODD_PATH), "ok", probabilities=np.array([0.25, 0.75], np.float32), label="=notumor",
                     confidence=0.75, tumour_probability=0.25, cam_peak=(3, 4), size=(10, 20), window_source="none",
-                    in_domain=True, heat_outside=0.125,
+                    in_domain=True, domain_score=0.875, heat_outside=0.125,
                     identifiers={"PatientName": "+Doe\nJane", "PatientID": "@1", "PatientBirthDate": "19700101"}),
         FrameResult(FrameRef(Path("/data/s1.dcm"), frame=2, kind="dicom", series_uid="1.2.3", series_index=4,
                              series_length=9), "ok", probabilities=np.array([0.9, 0.1]), label="glioma",
                     confidence=0.9, tumour_probability=0.9, size=(5, 6), window_source="tags"),
         FrameResult(FrameRef(Path("/data/broken.jpg")), "error", error="/data/broken.jpg: cut\nshort -x"),
         FrameResult(FrameRef(Path("-rel.png")), "ok", probabilities=np.array([math.nan, 1.0]), label="notumor",
-                    confidence=1.0, tumour_probability=math.nan, in_domain=False, domain_reason="=blank picture"),
+                    confidence=1.0, tumour_probability=math.nan, in_domain=False, domain_score=1.5,
+                    domain_reason="=blank picture"),
     ]
 
 

@@ -7,6 +7,8 @@ fit       two-stage fit (YAML config via --config, any field as a flag, --set ke
 evaluate  metrics, ROC AUC, calibration, confusion matrix, mistakes and Grad-CAMs; report per run
 export    ONNX with the contract and CAM outputs, checked against torch in onnxruntime
 quantize  static INT8 (QDQ, per-channel), compared with fp32 for accuracy and speed
+graft     fit the explanation head (tumour boxes) and the domain guard, graft them onto an ONNX model
+match-boxes  carry the figshare tumour boxes over to the Kaggle Training pictures cut from them
 """
 
 from __future__ import annotations
@@ -78,6 +80,12 @@ def _evaluate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gallery", type=int, default=12, help="most confident mistakes to show")
     p.add_argument("--examples", type=int, default=4, help="Grad-CAM examples per class")
     p.add_argument("--cam-method", default="gradcam", choices=("gradcam", "gradcam++", "layercam", "eigencam"))
+    p.add_argument("--boxes", type=Path, metavar="DIR",
+                   help="tumour boxes (ID.txt, YOLO style) beside the pictures or in a tree mirroring them: the pointing "
+                        "game of every CAM method on the boxed pictures (pointing.json, needs --onnx)")
+    p.add_argument("--ids-file", type=Path, metavar="FILE", help="evaluate only the pictures whose ids are listed")
+    p.add_argument("--exclude-ids", type=Path, metavar="FILE", help="leave out the pictures whose ids are listed")
+    p.add_argument("--pointing-gallery", type=int, default=3, help="hits and misses per class in the pointing gallery")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=2)
 
@@ -117,7 +125,48 @@ def _audit_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=2)
 
 
+def _graft_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("graft", help="fit the explanation head and the domain guard, graft them onto an ONNX model")
+    p.add_argument("--onnx", type=Path, required=True, help="the exported model to graft onto")
+    p.add_argument("--config", type=Path, required=True,
+                   help="the validated run's YAML (its data and grouped split: the guard's threshold and the "
+                        "head's pointing game are measured on its validation pictures)")
+    p.add_argument("--boxes", type=Path, required=True, help="training-boxes.csv of `python -m trainer match-boxes`")
+    p.add_argument("--out", type=Path, required=True, help="the grafted ONNX file to write")
+    p.add_argument("--version", required=True, help="the grafted model's version")
+    p.add_argument("--variants", type=int, default=2, help="real-world variants per training picture")
+    p.add_argument("--false-flag-rate", type=float, default=0.01, help="validation pictures the guard may flag")
+    p.add_argument("--cache", type=Path, default=Path("runs/graft-cache"), help="where extracted features are kept")
+    p.add_argument("--pointing-boxes", type=Path, default=None,
+                   help="boxed originals (figshare-boxes) to measure every map's pointing game on, for the contract; "
+                        "ids whose Kaggle twins trained the head are left out")
+    p.add_argument("--threads", type=int, default=2)
+
+
+def _match_boxes_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("match-boxes", help="carry the figshare tumour boxes over to the Kaggle Training pictures "
+                       "cut from them (training-boxes.csv, matching.md, gallery.png)")
+    p.add_argument("--kaggle", type=Path, default=DEFAULT_DATA,
+                   help=f"the Kaggle Training root (default: {DEFAULT_DATA})")
+    p.add_argument("--boxes", type=Path, default=DEFAULT_DATA.parents[1] / "figshare-boxes",
+                   help="the figshare originals and their YOLO boxes: <class>/ID.jpg + ID.txt")
+    p.add_argument("--out", type=Path, default=Path("runs/boxes"), help="folder for the outputs")
+    p.add_argument("--threads", type=int, default=2)
+
+
 # -- commands ----------------------------------------------------------------------------------
+def _graft(args: argparse.Namespace) -> int:
+    from trainer.graft_run import GraftSettings, run_graft
+
+    # mirrored copies grouped too: a mirror pair split across the fit and the threshold would hide false flags
+    config = resolve_config(load_yaml(args.config), {"dedup_mirrors": True}, [])
+    settings = GraftSettings(variants=args.variants, false_flag_rate=args.false_flag_rate)
+    out = run_graft(args.onnx, config, args.boxes, args.out, settings, args.version, args.cache,
+                    pointing_boxes=args.pointing_boxes)
+    print(f"wrote {out} (what was measured: {out.with_suffix('.graft.json')})")
+    return 0
+
+
 def config_from_args(args: argparse.Namespace) -> FitConfig:
     """Defaults < ``--config`` YAML < flags given (only those present in the namespace)."""
     names = {kwargs["dest"] for _, kwargs in flag_specs()}
@@ -167,7 +216,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     metrics = evaluate(
         args.run, onnx=args.onnx, split=args.split, data=args.data, aliases=_aliases(args.alias), out=args.out,
         update=not args.no_update_contract, gallery=args.gallery, examples=args.examples,
-        cam_method=args.cam_method, device=args.device, threads=args.threads,
+        cam_method=args.cam_method, device=args.device, threads=args.threads, boxes=args.boxes,
+        ids_file=args.ids_file, exclude_ids=args.exclude_ids, pointing_gallery=args.pointing_gallery,
     )
     if "binary" in metrics:
         print(json.dumps({k: metrics["binary"][k] for k in (
@@ -177,6 +227,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     summary["roc_auc_macro"] = metrics["roc_auc"]["macro"]
     summary["temperature"] = metrics["calibration"]["temperature"]
     summary["ece"] = [metrics["calibration"]["before"]["ece"], metrics["calibration"]["after"]["ece"]]
+    if "pointing" in metrics:
+        summary["pointing"] = {k: metrics["pointing"][k] for k in ("method", "overall")}
     print(json.dumps(summary))
     return 0
 
@@ -224,6 +276,20 @@ def _audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _match_boxes(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from trainer.box_matching import match_boxes, write_outputs
+
+    report = match_boxes(args.kaggle, args.boxes, workers=args.threads)
+    paths = write_outputs(report, args.kaggle, args.boxes, args.out)
+    boxed = ", ".join(f"{k} {v}" for k, v in sorted(Counter(m.kaggle_class for m in report.matches).items()))
+    print(f"{len(report.matches)} Kaggle pictures given a box ({boxed}); {sum(report.no_twin.values())} originals "
+          f"without a twin; {len(report.disagreements)} class disagreements; {report.seconds:.0f} s")
+    print(f"report: {paths['markdown']} ({paths['csv'].name} and {paths['gallery'].name} beside it)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m trainer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -234,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     _evaluate_parser(sub)
     _export_parser(sub)
     _quantize_parser(sub)
+    _graft_parser(sub)
+    _match_boxes_parser(sub)
     return parser
 
 
@@ -252,6 +320,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _quantize(args)
         if args.command == "audit":
             return _audit(args)
+        if args.command == "graft":
+            return _graft(args)
+        if args.command == "match-boxes":
+            return _match_boxes(args)
     except FitInterrupted as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 130

@@ -72,6 +72,7 @@ class FitConfig:
     # whose validation metrics and temperature the refit's contract carries (labelled as such).
     refit_of: str | None = None
     dedup_threshold: int = DEFAULT_THRESHOLD
+    dedup_mirrors: bool = False  # also group a picture with the near duplicates of its mirror image
     batch_size: int = 32
     eval_batch_size: int = 64
     # Stage 1: linear head on the frozen backbone's cached features (0 epochs: skip).
@@ -304,6 +305,7 @@ FLAG_HELP = {
     "weights": "offline (Lite0 ImageNet from the pip package), timm (download), none (scratch), auto",
     "limit": "use only this many pictures, class-balanced (a smoke run)",
     "dedup_threshold": "pHash Hamming distance that makes two pictures near duplicates",
+    "dedup_mirrors": "also group a picture with the near duplicates of its mirror image",
     "head_epochs": "stage 1: epochs of the linear head on frozen features (0 skips it)",
     "finetune_epochs": "stage 2: epochs (may be fractional) of fine-tuning finetune_modules",
     "finetune_modules": "modules fine-tuned in stage 2 with the head ('*' for all)",

@@ -121,6 +121,7 @@ def scan_data(
     task: str = "4class",
     aliases: Mapping[str, str] | None = None,
     splits: Sequence[str] | None = None,
+    every_class: bool = True,
 ) -> Listing:
     """Every picture under the roots, labelled, sorted by class, then root, then folder and path.
 
@@ -131,11 +132,14 @@ def scan_data(
     splits:
         Keep only these splits (``"training"``, ``"testing"``, ``"validation"``, ``"unsplit"``
         for roots without a split layout); ``None`` keeps all.
+    every_class:
+        Refuse roots that lack a class (training needs them all); an external set scored by a model may hold
+        some of its classes only (``figshare-boxes``: the three tumour types).
 
     Raises
     ------
     TrainerError
-        When a root is missing, or a class has no pictures.
+        When a root is missing, or a class has no pictures (with ``every_class``; else when none has).
     """
     if isinstance(roots, (str, Path)):
         roots = [roots]
@@ -173,7 +177,7 @@ def scan_data(
                 Sample(path, classes.index(label), split, index, folder.name) for path in pictures
             )
     empty = [c for c, samples in by_class.items() if not samples]
-    if empty:
+    if empty and (every_class or len(empty) == len(by_class)):
         where = ", ".join(str(r) for r in roots)
         chosen = f" in the splits {', '.join(splits)}" if splits is not None else ""
         raise TrainerError(f"{where}: no pictures for class(es) {', '.join(empty)}{chosen}")

@@ -58,17 +58,25 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def group_near_duplicates(hashes: Sequence[int], threshold: int = DEFAULT_THRESHOLD, chunk: int = 512) -> np.ndarray:
-    """Group ids (0..G-1, numbered by first member) joining hashes within ``threshold`` bits."""
+def group_near_duplicates(hashes: Sequence[int], threshold: int = DEFAULT_THRESHOLD, chunk: int = 512,
+                          mirrored: Sequence[int] | None = None) -> np.ndarray:
+    """Group ids (0..G-1, numbered by first member) joining hashes within ``threshold`` bits.
+
+    ``mirrored``: the hashes of the mirrored pictures; a picture then also joins the pictures its
+    mirror image nearly duplicates (the Kaggle set holds left-right mirrored copies of figshare slices).
+    """
     values = np.asarray([int(h) for h in hashes], dtype=np.uint64)
+    mirrors = None if mirrored is None else np.asarray([int(h) for h in mirrored], dtype=np.uint64)
     n = len(values)
     sets = _UnionFind(n)
     for start in range(0, n, chunk):
         block = values[start : start + chunk]
         distances = np.bitwise_count(block[:, None] ^ values[None, :])
+        if mirrors is not None:
+            distances = np.minimum(distances, np.bitwise_count(block[:, None] ^ mirrors[None, :]))
         rows, cols = np.nonzero(distances <= threshold)
         for r, c in zip(rows + start, cols, strict=True):
-            if c > r:
+            if c != r:
                 sets.union(int(r), int(c))
     roots = np.array([sets.find(i) for i in range(n)])
     _, first_index, inverse = np.unique(roots, return_index=True, return_inverse=True)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,8 @@ def select_data(
         task = {"task": "binary", "classes": CLASSES_BINARY} if binary else {}
         other = FitConfig.from_dict({**config.as_dict(), "data": tuple(data_roots), "limit": None,
                                      "label_aliases": aliases, **task})
-        data = prepare_data(other, log, splits=("training", "testing", "validation", "unsplit"), split=False)
+        data = prepare_data(other, log, splits=("training", "testing", "validation", "unsplit"), split=False,
+                            every_class=False)
         kind = " (a tumour yes/no set)" if binary else ""
         return Selection(data, data.val, "external", f"all {len(data.val)} readable pictures under "
                          + ", ".join(data_roots) + kind, binary)
@@ -99,6 +100,21 @@ def select_data(
     indices = {"validation": data.val, "train": data.train, "all": np.arange(len(data.paths))}[split]
     text = split_description(data, config) if split == "validation" else f"the {split} pictures ({len(indices)})"
     return Selection(data, indices, split, text)
+
+
+def restrict_to_ids(selection: Selection, ids_file: str | Path | None, exclude_ids: str | Path | None) -> Selection:
+    """Keep the selected pictures whose id (file stem) is listed in ``ids_file`` and not in ``exclude_ids``."""
+    from trainer.pointing import id_mask, read_ids
+
+    only = read_ids(ids_file) if ids_file else None
+    exclude = read_ids(exclude_ids) if exclude_ids else None
+    keep = id_mask([selection.data.paths[i] for i in selection.indices], only, exclude)
+    if not keep.any():
+        raise TrainerError(f"none of the {len(keep)} selected pictures is left by the id lists given")
+    lists = " and ".join(t for t in (f"listed in {ids_file}" if ids_file else "",
+                                     f"not listed in {exclude_ids}" if exclude_ids else "") if t)
+    return replace(selection, indices=selection.indices[keep],
+                   description=f"{selection.description}; of them the {int(keep.sum())} whose ids are {lists}")
 
 
 def _relative_name(path: Path, roots: tuple[Path, ...]) -> str:
@@ -362,14 +378,26 @@ def evaluate(
     cam_method: str = "gradcam",
     device: str = "auto",
     threads: int = 2,
+    boxes: str | Path | None = None,
+    ids_file: str | Path | None = None,
+    exclude_ids: str | Path | None = None,
+    pointing_gallery: int = 3,
     log: Any = print,
 ) -> dict[str, Any]:
-    """Score a run's checkpoint (or an ONNX file) and write the report; returns the metrics."""
+    """Score a run's checkpoint (or an ONNX file) and write the report; returns the metrics.
+
+    ``boxes``: a folder of tumour box files (``ID.txt``, YOLO style; beside the pictures or in a tree mirroring
+    them): the heat maps of the pictures that have one are measured by the pointing game on the engine's path
+    (needs ``onnx``; :mod:`trainer.pointing`). ``ids_file`` / ``exclude_ids``: evaluate only the pictures whose
+    ids (file stems) are listed in one and not in the other, one a line."""
     started = time.perf_counter()
     torch.set_num_threads(threads)
     run_dir = Path(run) if run is not None else None
     if run_dir is not None and run_dir.is_file():
         run_dir = run_dir.parent
+    if boxes is not None and onnx is None:
+        raise TrainerError("the pointing game (--boxes) measures the heat maps the application computes: give the "
+                           "exported model with --onnx")
     scorer, contract, config = _open_scorer(run_dir, onnx, device, threads)
     history = read_history(run_dir) if run_dir is not None else None
     out_dir = _report_folder(out, run_dir, onnx, split, data)
@@ -378,6 +406,9 @@ def evaluate(
     if onnx is not None and split == "validation" and not data:
         refuse_refit_on_held_out(contract.metrics, str(onnx))
     selection = select_data(config, split, data, log, aliases)
+    if ids_file or exclude_ids:
+        selection = restrict_to_ids(selection, ids_file, exclude_ids)
+        log(selection.description)
     warnings = _fingerprint_warnings(selection, contract)
     for warning in warnings:
         log(f"warning: {warning}")
@@ -407,10 +438,31 @@ def evaluate(
         "cam_method": cam_method,
         **_run_facts(scored.seconds, len(selection.indices), started),
     }
-    _write_report(out_dir, metrics, report_markdown(metrics, contract, history, figures, out_dir), log)
+    markdown = report_markdown(metrics, contract, history, figures, out_dir)
+    if boxes is not None:
+        pointing = _pointing(onnx, selection, classes, boxes, out_dir, device, threads, pointing_gallery, log)
+        if pointing is not None:
+            metrics["pointing"], section = pointing
+            markdown = markdown.rstrip("\n") + "\n\n" + section
+    _write_report(out_dir, metrics, markdown, log)
     if update and selection.split == "validation" and onnx is None and run_dir is not None:
         _write_temperature(run_dir, contract, report, roc, calibration, log)
     return metrics
+
+
+def _pointing(
+    onnx: str | Path, selection: Selection, classes: tuple[str, ...], boxes: str | Path, out_dir: Path, device: str,
+    threads: int, gallery: int, log: Any,
+) -> tuple[dict[str, Any], str] | None:
+    """The pointing game of the selection's boxed pictures (``pointing.json`` and its files); its headline
+    figures for ``metrics.json`` and its report section."""
+    from trainer.pointing import headline, measure_selection
+
+    paths = [selection.data.paths[i] for i in selection.indices]
+    names = [classes[label] for label in selection.data.labels[selection.indices]]
+    result = measure_selection(onnx, paths, names, boxes, selection.data.roots, out_dir, device=device,
+                               threads=threads, gallery_per_class=gallery, log=log)
+    return None if result is None else (headline(result[0]), result[1])
 
 
 def _run_facts(scoring_seconds: float, images: int, started: float) -> dict:

@@ -29,10 +29,11 @@ def classification_report(labels: np.ndarray, predictions: np.ndarray, classes: 
     denominator = precision + recall
     f1 = np.divide(2 * precision * recall, denominator, out=np.zeros_like(denominator), where=denominator > 0)
     weights = actual / max(1.0, actual.sum())
+    seen = (actual > 0) | (predicted > 0)  # as scikit-learn: classes neither present nor predicted do not count
     return {
         "images": int(matrix.sum()),
         "accuracy": round(float(true_positive.sum() / max(1, matrix.sum())), 4),
-        "macro_f1": round(float(f1.mean()), 4),
+        "macro_f1": round(float(f1[seen].mean()) if seen.any() else 0.0, 4),
         "weighted_f1": round(float((f1 * weights).sum()), 4),
         "per_class": {
             name: {

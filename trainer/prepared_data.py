@@ -49,16 +49,18 @@ def _balanced_subset(labels: np.ndarray, limit: int, seed: int) -> np.ndarray:
 
 
 def prepare_data(
-    config: FitConfig, log: Log = print, *, splits: Sequence[str] | None = None, split: bool = True
+    config: FitConfig, log: Log = print, *, splits: Sequence[str] | None = None, split: bool = True,
+    every_class: bool = True,
 ) -> Prepared:
     """List, fingerprint, decode, hash, group and (when ``split``) split the data set.
 
-    ``splits`` picks layout splits other than the config's (``("testing",)`` for a test set).
+    ``splits`` picks layout splits other than the config's (``("testing",)`` for a test set); without
+    ``every_class`` the roots may lack some classes (an external set).
     """
     config = config.resolved()
     listing = scan_data(
         config.data, config.classes, task=config.task, aliases=config.label_aliases,
-        splits=tuple(splits) if splits is not None else config.splits,
+        splits=tuple(splits) if splits is not None else config.splits, every_class=every_class,
     )
     samples = listing.samples
     labels = np.array([s.label for s in samples])
@@ -77,7 +79,8 @@ def prepare_data(
     layout_splits = [samples[i].split for i in kept]
     if len(paths) == 0:
         raise TrainerError(f"none of the {len(samples)} files under {', '.join(map(str, listing.roots))} could be decoded")
-    groups = group_near_duplicates([phash(p) for p in decoded.pictures], config.dedup_threshold)
+    mirrored = [phash(p[:, ::-1]) for p in decoded.pictures] if config.dedup_mirrors else None
+    groups = group_near_duplicates([phash(p) for p in decoded.pictures], config.dedup_threshold, mirrored=mirrored)
     if split and config.val_fraction == 0.0:
         train, val = np.arange(len(paths)), np.array([], dtype=np.int64)
         log(f"{len(paths)} pictures, {groups.max() + 1} near-duplicate groups; a refit: all of them train, "

@@ -19,17 +19,18 @@ from pathlib import Path
 from brainscan import RESEARCH_USE_NOTICE, __version__
 from brainscan.engine.errors import BrainscanError
 from brainscan.engine.input.discovery import Discovery, find_inputs
-from brainscan.engine.model.cam import METHODS
+from brainscan.engine.model.cam import AUTO, METHODS, resolve_method
 from brainscan.engine.model.inference import DEVICES, Classifier
 from brainscan.engine.model.integrity import ALLOW_UNVERIFIED_FLAG, UNVERIFIED_WARNING, is_verified
 from brainscan.engine.model.overlay import COLORMAPS
 from brainscan.engine.reports import FORMATS, ReportError, parse_formats
 from brainscan.engine.resources import default_model_path
+from brainscan.engine.results.series import verdict_lines
 from brainscan.engine.run.folder_run import FolderRun, RunSettings
 from brainscan.engine.run.screening import DEFAULT_BATCH_SIZE
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_NOTHING_RAN, EXIT_INTERRUPTED = 0, 1, 2, 130
-CAM_CHOICES = (*METHODS, "none")
+CAM_CHOICES = (AUTO, *METHODS, "none")
 ALLOW_UNVERIFIED_HELP = (
     "use a model whose contract records no weights checksum: its weights cannot be verified and may have been "
     "altered, so its results may be wrong; a warning is printed and written on every report page"
@@ -62,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (re-use it to resume)")
     run.add_argument("--model", type=Path, default=None, help="ONNX model with a brainscan contract (default: shipped)")
     run.add_argument("--device", choices=DEVICES, default="auto", help="inference device (default: auto)")
-    run.add_argument("--cam", choices=CAM_CHOICES, default="gradcam", help="heat-map method (default: gradcam)")
+    run.add_argument("--cam", choices=CAM_CHOICES, default=AUTO,
+                     help="heat-map method (default: auto, the model's own: headcam when it carries an explanation "
+                          "head, else gradcam)")
     run.add_argument("--save-overlays", action="store_true", help="write PNG overlays of the heat map to DIR/overlays")
     run.add_argument("--colormap", choices=tuple(COLORMAPS), default="jet", help="overlay colour map")
     run.add_argument("--opacity", type=float, default=0.45, help="overlay opacity in [0, 1]")
@@ -148,6 +151,11 @@ def run_screen(args: argparse.Namespace) -> int:
     if args.deidentify and args.keep_identifiers:
         _say("error: --keep-identifiers and --deidentify contradict each other: choose one")
         return EXIT_NOTHING_RAN
+    try:
+        cam_method = resolve_method(None if args.cam == "none" else args.cam, classifier.contract)
+    except ValueError as exc:
+        _say(f"error: {exc}")
+        return EXIT_NOTHING_RAN
     show = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
     found = _find_inputs(args.paths, args.out, show)
     for note in found.notes():
@@ -158,7 +166,7 @@ def run_screen(args: argparse.Namespace) -> int:
              + ("" if found.skipped else " (the folders are empty)"))
         return EXIT_NOTHING_RAN
     settings = RunSettings(
-        out=args.out, cam_method=None if args.cam == "none" else args.cam, colormap=args.colormap,
+        out=args.out, cam_method=cam_method, colormap=args.colormap,
         opacity=args.opacity, batch_size=args.batch_size, save_overlays=args.save_overlays,
         report_formats=args.report, keep_identifiers=args.keep_identifiers, deidentify=args.deidentify,
         inputs=tuple(str(p) for p in args.paths), device_requested=args.device,
@@ -187,6 +195,8 @@ def run_screen(args: argparse.Namespace) -> int:
     if outcome.interrupted:
         _say("interrupted: run the same command again to resume" + (" and write the reports" if args.report else ""))
         return EXIT_INTERRUPTED
+    for line in verdict_lines(outcome.series):
+        _say(line)
     if outcome.report_error:
         _say(f"error: {outcome.report_error}")
         return EXIT_NOTHING_RAN

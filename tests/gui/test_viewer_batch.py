@@ -84,9 +84,10 @@ def test_the_series_summary_points_at_the_most_suspicious_slice(qtbot, window, g
     best_key = frame_key(best.path, best.frame)
     summary = window.series_panel
     assert summary.rowCount() == 1
-    assert summary.item(0, 4).text() == f"slice {best.series_index + 1}/16"
+    column = list(summary.HEADERS).index("Most suspicious")
+    assert summary.item(0, column).text() == f"slice {best.series_index + 1}/16"
     assert window.results_panel.table_model.suspicious == {best_key}
-    summary.cellClicked.emit(0, 4)
+    summary.cellClicked.emit(0, column)
     assert window.controller.session.current_key == best_key
 
 

@@ -109,3 +109,22 @@ def test_the_series_summary_counts_its_slices_out_of_domain(qtbot, window, gui_d
     for key in panel.table_model.keys[:3]:
         _replace(window, key, in_domain=False, domain_reason="blank picture")
     assert summary.item(0, column).text() == "3"
+
+
+def test_the_series_summary_shows_the_series_verdict(qtbot, window, gui_data):
+    _session, panel = _classified(qtbot, window, gui_data)
+    summary = window.series_panel
+    column = list(summary.HEADERS).index("Verdict")
+    keys = panel.table_model.keys
+    for key in keys:
+        _replace(window, key, label="notumor", in_domain=True)
+    assert summary.item(0, column).text() == "notumor"
+    for key in keys[:3]:
+        _replace(window, key, label="pituitary", probabilities={"glioma": 0.01, "meningioma": 0.01, "notumor": 0.01,
+                                                                "pituitary": 0.97})
+    assert summary.item(0, column).text() == "pituitary"
+    assert summary.item(0, column).toolTip() == f"pituitary: 3 of {len(keys)} in-domain slices at p >= 0.90"
+    for key in keys[:-3]:  # 3 of 16 in domain, 4 needed
+        _replace(window, key, in_domain=False, domain_reason="blank picture")
+    assert summary.item(0, column).text() == "out_of_domain"
+    assert summary.item(0, column).foreground().color().name() == "#e8870e"

@@ -57,3 +57,8 @@ class UnverifiedModelError(ModelError):
 
 class DeviceError(BrainscanError):
     """An inference device that cannot be used."""
+
+
+class Cancelled(Exception):
+    """Long work stopped because it was asked to (its ``cancelled()`` callback said so): not a failure, so not a
+    :class:`BrainscanError`."""

@@ -245,6 +245,7 @@ class MainWindow(QMainWindow):
         """A new model: the results of the previous one no longer apply; its classes become the targets."""
         self.controller.set_classifier(classifier)
         self.overlay_panel.set_classes(classifier.classes)
+        self.overlay_panel.set_model(classifier.contract)
         self.results_panel.set_classes(classifier.classes)
         self.series_panel.show_summary([])
         self.browser.browser_model.clear_results()

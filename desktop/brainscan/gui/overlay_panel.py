@@ -18,7 +18,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from brainscan.engine.model.cam import CLASS_INDEPENDENT, METHODS
+from brainscan.engine.model.cam import CLASS_INDEPENDENT, HEAD_METHOD, METHODS, default_method, pointing_note
+from brainscan.engine.model.contract import ModelContract
 from brainscan.engine.model.overlay import COLORMAPS
 from brainscan.engine.viewer.overlay import PREDICTED, OverlayModel
 from brainscan.gui.binding import bind_check, bind_combo, bind_percent, follow
@@ -28,6 +29,8 @@ METHOD_TIPS = {
     "gradcam++": "Grad-CAM++: higher-order weighting, sharper for several instances of a class",
     "layercam": "LayerCAM: per-position weighting, finer detail",
     "eigencam": "EigenCAM: first principal component of the features (does not depend on the class)",
+    HEAD_METHOD: "Head CAM: the class map of the model's explanation head on finer (14 x 14) features, trained to "
+                 "put the evidence on the tumour",
 }
 
 
@@ -47,6 +50,7 @@ class OverlayPanel(QWidget):
         super().__init__(parent)
         self.model = model
         self._classes: tuple[str, ...] = ()
+        self._contract: ModelContract | None = None
         self.visible_box = QCheckBox("Show heat map")
         self.visible_box.setToolTip("Draw the class activation map over the image (H; hold Space to hide it briefly)")
         self.target_combo = QComboBox()
@@ -122,6 +126,20 @@ class OverlayPanel(QWidget):
         self.model.target = wanted
         self._update_note()
 
+    def set_model(self, contract: ModelContract) -> None:
+        """Offer the methods this model can give (the head's only with a head) and say how far each is
+        trusted (its measured pointing game); a newly loaded model starts on its own default map."""
+        self._contract = contract
+        has_head = bool(contract.explanation)
+        items = self.method_combo.model()
+        for row in range(self.method_combo.count()):
+            method = self.method_combo.itemData(row)
+            item = items.item(row) if hasattr(items, "item") else None
+            if item is not None:
+                item.setEnabled(has_head or method != HEAD_METHOD)
+        self.model.method = default_method(contract)
+        self._update_note()
+
     def _update_labels(self, *_args: object) -> None:
         self.opacity_value.setText(f"{self.opacity_slider.value()} %")
         self.threshold_value.setText(f"{self.threshold_slider.value() / 100:.2f}")
@@ -131,6 +149,8 @@ class OverlayPanel(QWidget):
         independent = method in CLASS_INDEPENDENT
         self.target_combo.setEnabled(not independent and bool(self._classes))
         note = METHOD_TIPS.get(method, "")
+        if self._contract is not None:
+            note = f"{note}\n{pointing_note(self._contract.metrics, method)}"
         if not self._classes:
             note = "No model loaded: choose one in Settings to classify and see heat maps."
         self.note.setText(note)

@@ -41,7 +41,7 @@ from brainscan.engine.viewer.domain import (
     heat_outside_text,
     out_of_domain,
 )
-from brainscan.engine.viewer.results import RowFilter, position
+from brainscan.engine.viewer.results import RowFilter, position, verdict_cell
 from brainscan.engine.viewer.state import FrameKey, frame_key
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2
@@ -418,10 +418,12 @@ class ResultsPanel(QWidget):
 
 
 class SeriesSummaryPanel(QTableWidget):
-    """Per DICOM series: slices, errors, slices out of domain, labels and the most suspicious slice (click to show it)."""
+    """Per DICOM series: its verdict, slices, errors, labels, the most suspicious slice (click to show it) and
+    slices out of domain."""
 
     frameActivated = Signal(object)
-    HEADERS = ("Series", "Slices", "Errors", "Labels", "Most suspicious", "Label", "Tumour p", "Out of domain")
+    HEADERS = ("Series", "Verdict", "Slices", "Errors", "Labels", "Most suspicious", "Label", "Tumour p",
+               "Out of domain")
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(0, len(self.HEADERS), parent)
@@ -442,8 +444,10 @@ class SeriesSummaryPanel(QTableWidget):
             best = entry.most_suspicious
             index = None if best is None else best.series_index
             probability = entry.max_tumour_probability
+            verdict, verdict_tip, verdict_warning = verdict_cell(entry)
             cells = (
                 "…" + entry.series_uid[-12:],
+                verdict,
                 str(entry.slices),
                 str(entry.errors),
                 labels,
@@ -454,8 +458,10 @@ class SeriesSummaryPanel(QTableWidget):
             )
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                item.setToolTip(entry.series_uid if column == 0 else text)
-                if column == 7 and entry.out_of_domain:
+                item.setToolTip(entry.series_uid if column == 0 else verdict_tip if column == 1 else text)
+                if column == 1 and verdict_warning:
+                    item.setForeground(WARNING_COLOUR)
+                if column == 8 and entry.out_of_domain:
                     item.setForeground(WARNING_COLOUR)
                     item.setToolTip("Slices whose picture is not the kind the model knows; their classes are not findings")
                 self.setItem(row, column, item)

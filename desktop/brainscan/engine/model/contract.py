@@ -9,6 +9,7 @@ input tensor, which outputs feed Grad-CAM, where the model came from and how wel
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -38,6 +39,38 @@ TUPLE_FIELDS = ("classes", "input_size", "mean", "std", "test_time_augmentation"
 LOGITS = "logits"
 FEATURES = "features"  # last feature maps before global average pooling, N x C x h x w
 CAM_WEIGHT = "cam_weight"  # linear classifier weight, K x C (the head is GAP + linear)
+
+# Optional outputs, present when the contract describes them (``explanation``, ``domain_guard``):
+HEAD_MAPS = "head_maps"  # N x K x h x w class maps of the explanation head (finer than FEATURES)
+DOMAIN_SCORE = "domain_score"  # N: distance from the training pictures over its threshold (<= 1 in domain)
+
+# The series verdict rule's parameters (brainscan.engine.results.verdict.VerdictRule): key, what it must be.
+SERIES_RULE_KEYS = {
+    "min_agreeing_slices": "an integer of at least 1",
+    "min_probability": "a number in [0, 1]",
+    "min_in_domain_share": "a number in [0, 1]",
+    "false_call_rate": "a number in [0, 1]",
+    "false_series_rate": "a number in [0, 1]",
+}
+
+
+def series_rule_problems(rule: Any) -> list[str]:
+    """What is wrong with a ``series_rule`` (a mapping of some of :data:`SERIES_RULE_KEYS`), [] when nothing."""
+    if not isinstance(rule, Mapping):
+        return [f"series_rule must be a JSON object, not {type(rule).__name__}"]
+    problems = [f"series_rule has an unknown key {key!r} (known: {', '.join(SERIES_RULE_KEYS)})"
+                for key in rule if key not in SERIES_RULE_KEYS]
+    for key, value in rule.items():
+        if key not in SERIES_RULE_KEYS:
+            continue
+        if key == "min_agreeing_slices":
+            good = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        else:
+            good = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                    and math.isfinite(value) and 0.0 <= value <= 1.0)
+        if not good:
+            problems.append(f"series_rule {key} is {value!r}, it must be {SERIES_RULE_KEYS[key]}")
+    return problems
 
 
 @dataclass(frozen=True)
@@ -72,6 +105,14 @@ class ModelContract:
         Provenance (command, config, data fingerprint, seed, machine, time) and measured metrics.
     intended_use:
         The model card's statement of use.
+    explanation:
+        Empty, or the explanation head the graph carries (output :data:`HEAD_MAPS`): ``method``
+        (the heat-map method name it serves), ``description``, ``trained_on``, and ``pointing``
+        (its measured pointing game, per class), so a reader knows how far to trust the map.
+    domain_guard:
+        Empty, or the domain guard the graph carries (output :data:`DOMAIN_SCORE`): ``method``,
+        ``fitted_on``, ``threshold_chosen_on``, ``false_flag_rate`` and what was measured with it.
+        A frame is in domain when its score is at most 1.
     """
 
     name: str
@@ -93,6 +134,9 @@ class ModelContract:
         "Research use only: screening 2-D brain MRI slices for glioma, meningioma and pituitary "
         "tumours in studies of the kind it was trained on. Not for diagnosis or any clinical decision."
     )
+    explanation: Mapping[str, Any] = field(default_factory=dict)
+    domain_guard: Mapping[str, Any] = field(default_factory=dict)
+    series_rule: Mapping[str, Any] | None = None
     created: str = ""
     format: int = CONTRACT_FORMAT
 
@@ -121,6 +165,10 @@ class ModelContract:
         twice = set(self.views_in_graph) & set(self.test_time_augmentation)
         if twice:
             problems.append(f"{sorted(twice)} is averaged inside the graph already; the engine must not add it")
+        if self.explanation and not isinstance(self.explanation.get("method"), str):
+            problems.append("explanation must name its heat-map method ('method')")
+        if self.series_rule is not None:
+            problems += series_rule_problems(self.series_rule)
         if self.format > CONTRACT_FORMAT:
             problems.append(
                 f"contract format {self.format} is newer than this brainscan understands ({CONTRACT_FORMAT}): "
@@ -237,5 +285,22 @@ def check_graph(
         and weight[1] != features[1]
     ):
         problems.append(f"{CAM_WEIGHT!r} has {weight[1]} channels but {FEATURES!r} has {features[1]}")
+    problems += _optional_output_problems(contract, by_name)
     if problems:
         raise ModelError(f"{source}: the graph does not match its contract: " + "; ".join(problems))
+
+
+def _optional_output_problems(contract: ModelContract, by_name: Mapping[str, list[Any]]) -> list[str]:
+    """The explanation head's and the domain guard's outputs, when the contract describes them."""
+    problems = []
+    for described, name, rank in ((contract.explanation, HEAD_MAPS, 4), (contract.domain_guard, DOMAIN_SCORE, 1)):
+        if not described:
+            continue
+        shape = by_name.get(name)
+        if shape is None:
+            problems.append(f"the contract describes output {name!r} but the graph has none")
+        elif len(shape) != rank:
+            problems.append(f"output {name!r} has shape {shape}, expected rank {rank}")
+        elif rank == 4 and isinstance(shape[1], int) and shape[1] != contract.num_classes:
+            problems.append(f"output {name!r} has {shape[1]} maps, expected one per class ({contract.num_classes})")
+    return problems

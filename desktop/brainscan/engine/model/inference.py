@@ -20,7 +20,9 @@ import onnxruntime as ort
 from brainscan.engine.errors import DeviceError, ModelError
 from brainscan.engine.model.contract import (
     CAM_WEIGHT,
+    DOMAIN_SCORE,
     FEATURES,
+    HEAD_MAPS,
     LOGITS,
     ModelContract,
     TensorSpec,
@@ -53,11 +55,17 @@ class DeviceReport:
 
 @dataclass(frozen=True)
 class Prediction:
-    """One picture's result: probabilities (K), logits (K) and the CAM feature maps (C x h x w)."""
+    """One picture's result: probabilities (K), logits (K) and the CAM feature maps (C x h x w).
+
+    With a model that carries them: ``head_maps`` (K x h' x w', the explanation head's class maps)
+    and ``domain_score`` (the domain guard's distance over its threshold: at most 1 is in domain).
+    """
 
     probabilities: np.ndarray
     logits: np.ndarray
     features: np.ndarray
+    head_maps: np.ndarray | None = None
+    domain_score: float | None = None
 
     @property
     def label_index(self) -> int:
@@ -188,12 +196,21 @@ class Classifier:
             (self._cam_weight,) = self.session.run([CAM_WEIGHT], {self.input_name: dummy})
         return self._cam_weight
 
-    def run_tensor(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Raw outputs for a normalised batch: ``(logits N x K, features N x C x h x w)``."""
-        logits, features, weight = self.session.run([LOGITS, FEATURES, CAM_WEIGHT], {self.input_name: tensor})
+    @property
+    def optional_outputs(self) -> tuple[str, ...]:
+        """The extra outputs the contract describes: the head's maps, the guard's score."""
+        c = self.contract
+        return (*((HEAD_MAPS,) if c.explanation else ()), *((DOMAIN_SCORE,) if c.domain_guard else ()))
+
+    def run_outputs(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Raw outputs: logits, features and the optional outputs by name."""
+        extra = self.optional_outputs
+        logits, features, weight, *rest = self.session.run(
+            [LOGITS, FEATURES, CAM_WEIGHT, *extra], {self.input_name: tensor}
+        )
         if self._cam_weight is None:
             self._cam_weight = weight
-        return logits, features
+        return logits, features, dict(zip(extra, rest, strict=True))
 
     def predict(self, pictures: list[np.ndarray]) -> list[Prediction]:
         """Classify 8-bit RGB pictures (any size).
@@ -210,12 +227,24 @@ class Classifier:
         t = self.temperature
         if "hflip" in self.contract.test_time_augmentation:
             # the logits of the picture and its mirror are averaged (as the trainer's evaluation does)
-            logits, features = self.run_tensor(np.concatenate([tensor, tensor[..., ::-1]]))
+            logits, features, extra = self.run_outputs(np.concatenate([tensor, tensor[..., ::-1]]))
             logits, features = (logits[:count] + logits[count:]) / 2, features[:count]
+            if HEAD_MAPS in extra:
+                extra[HEAD_MAPS] = (extra[HEAD_MAPS][:count] + extra[HEAD_MAPS][count:, ..., ::-1]) / 2
+            if DOMAIN_SCORE in extra:
+                extra[DOMAIN_SCORE] = extra[DOMAIN_SCORE][:count]
         else:
-            logits, features = self.run_tensor(tensor)
+            logits, features, extra = self.run_outputs(tensor)
         probabilities = softmax(logits / t)
-        return [Prediction(probabilities[i], logits[i], features[i]) for i in range(count)]
+        head_maps, scores = extra.get(HEAD_MAPS), extra.get(DOMAIN_SCORE)
+        return [
+            Prediction(
+                probabilities[i], logits[i], features[i],
+                head_maps=None if head_maps is None else head_maps[i],
+                domain_score=None if scores is None else float(scores[i]),
+            )
+            for i in range(count)
+        ]
 
     def model_card(self) -> dict[str, object]:
         """What a person needs to judge the model: identity, classes, provenance and metrics."""
@@ -234,6 +263,8 @@ class Classifier:
             "sha256": self.sha256,
             "metrics": dict(c.metrics),
             "training": dict(c.training),
+            "explanation": dict(c.explanation),
+            "domain_guard": dict(c.domain_guard),
             "intended_use": c.intended_use,
             "picture": c.picture,
             "integrity": self.integrity,

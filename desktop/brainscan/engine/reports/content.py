@@ -18,6 +18,7 @@ from brainscan import RESEARCH_USE_NOTICE
 from brainscan.engine.input import raster_headers
 from brainscan.engine.input.frames import kind_of
 from brainscan.engine.input.picture_checks import HEAT_OUTSIDE_WARNING
+from brainscan.engine.model.cam import pointing_note
 from brainscan.engine.model.integrity import UNVERIFIED_WARNING, file_sha256, is_verified
 from brainscan.engine.reports.flags import ReviewRule
 from brainscan.engine.reports.thumbnails import THUMBNAILS_DIR, thumbnail_name
@@ -25,6 +26,7 @@ from brainscan.engine.results.cells import path_text
 from brainscan.engine.results.record import FrameRecord
 from brainscan.engine.results.rows import IDENTIFIER_COLUMNS
 from brainscan.engine.results.series import SeriesSummary, summarize_series
+from brainscan.engine.results.verdict import VerdictRule
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +130,7 @@ class ReportContent:
     opacity: float
     notes: list[str] = field(default_factory=list)
     identifiers_shown: bool = False
+    verdict_rule: VerdictRule = field(default_factory=VerdictRule)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -143,6 +146,10 @@ class ReportContent:
                 f"{counts['flagged']} flagged for review ({self.rule.describe()}); "
                 f"{counts['out_of_domain']} out of domain (by the picture checks, not pictures the model knows; "
                 "their probabilities are kept for research only).")
+
+    def verdict_rule_line(self) -> str:
+        """How the series verdicts are reached, once for the summary ("" without series)."""
+        return f"Series verdicts: {self.verdict_rule.describe()}" if self.series else ""
 
     def label_counts(self) -> dict[str, int]:
         counts = dict.fromkeys(self.classes, 0)
@@ -210,9 +217,14 @@ def build_content(
     max_thumbnails: int = MAX_THUMBNAILS,
     max_table_rows: int = MAX_TABLE_ROWS,
     dicom_uid: Callable[[str], str] | None = None,
+    verdict_rule: VerdictRule | None = None,
 ) -> ReportContent:
-    """Gather a report from the records of ``results.csv`` (:meth:`~brainscan.engine.results.store.ResultsStore.records`)."""
+    """Gather a report from the records of ``results.csv`` (:meth:`~brainscan.engine.results.store.ResultsStore.records`).
+
+    ``verdict_rule`` calls each series (the model contract's ``series_rule``; the defaults when None).
+    """
     rule = rule or ReviewRule()
+    verdict_rule = verdict_rule or VerdictRule()
     thumbnails = out_dir / THUMBNAILS_DIR
     records = list(records)
     entries = [entry_from_record(r, classes, rule, thumbnails, keep_identifiers) for r in records]
@@ -240,7 +252,7 @@ def build_content(
                      "(screened by an earlier run without --report, or stopped before it was written).")
 
     errors = [e for e in entries if not e.ok]
-    series = summarize_series(records, classes)
+    series = summarize_series(records, classes, verdict_rule)
     inputs = fingerprint_inputs((r.path for r in records), dicom_uid)
     if dicom_uid is not None and any(i.kind == "dicom" for i in inputs):
         notes.append("DICOM inputs are listed by their de-identified SOP Instance UIDs (--deidentify), "
@@ -262,6 +274,7 @@ def build_content(
         opacity=opacity,
         notes=notes,
         identifiers_shown=keep_identifiers,
+        verdict_rule=verdict_rule,
     )
 
 
@@ -283,6 +296,11 @@ def series_text(item: SeriesSummary) -> tuple[str, str]:
                  f"{path_text(best.path)} ({best.label})")
     labels = ", ".join(f"{k} {v}" for k, v in sorted(item.labels.items()))
     return labels, where
+
+
+def verdict_text(item: SeriesSummary) -> str:
+    """A series' verdict with its support ("meningioma: 4 of 120 in-domain slices at p >= 0.90")."""
+    return "" if item.verdict is None else item.verdict.text
 
 
 def fmt(value: float, digits: int = 3) -> str:
@@ -367,6 +385,7 @@ def provenance_facts(run: Mapping[str, Any], content: ReportContent) -> list[tup
         ("Execution provider used", ", ".join(device.get("providers", [])[:1]) or str(device.get("used", ""))),
         ("Device", f"{device.get('used', '')} (requested {device.get('requested', '')})"),
         ("CAM method", cam),
+        ("What the heat map is", pointing_note(card.get("metrics") or {}, cam) if cam != "none" else "no heat map"),
         ("CAM settings", ", ".join(f"{k} {v}" for k, v in settings.items())),
         ("Platform", str(run.get("platform", ""))),
         ("Screening started", str(run.get("started", ""))),

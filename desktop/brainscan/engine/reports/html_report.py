@@ -20,6 +20,7 @@ from brainscan.engine.reports.content import (
     provenance_facts,
     series_text,
     validation_facts,
+    verdict_text,
 )
 from brainscan.engine.reports.thumbnails import colour_bar, png_bytes
 
@@ -83,6 +84,7 @@ def render_html(content: ReportContent) -> str:
     banner = notice
     if warning:  # inside the notice, so it repeats with it on every printed page
         banner += f"<span class=unverified>{escape(warning)}; its results may come from altered weights</span>"
+    rule_line = content.verdict_rule_line()
     out: list[str] = [
         "<!DOCTYPE html>",
         "<html lang=en><head><meta charset=utf-8>",
@@ -94,18 +96,18 @@ def render_html(content: ReportContent) -> str:
         f"{notice}</p>",
         "<h2>Summary</h2>",
         f"<p>{escape(content.summary_line())}</p>",
+        *([f"<p>{escape(rule_line)}</p>"] if rule_line else []),
         _grid([["class", "frames"], *([name, str(n)] for name, n in content.label_counts().items())]),
     ]
     out += [f"<p class=small>{escape(note)}</p>" for note in content.notes]
     if content.series:
         out.append("<h2>Series</h2>")
-        rows = [["series", "slices", "classified", "errors", "out of domain", "labels", "most suspicious slice",
-                 "tumour probability"]]
+        rows = [["series", "slices", "classified", "errors", "out of domain", "verdict", "labels",
+                 "most suspicious slice", "tumour probability"]]
         for item in content.series:
             labels, where = series_text(item)
             rows.append([item.series_uid, str(item.slices), str(item.ok), str(item.errors), str(item.out_of_domain),
-                         labels,
-                         where, fmt(item.max_tumour_probability or float("nan"))])
+                         verdict_text(item), labels, where, fmt(item.max_tumour_probability or float("nan"))])
         out.append(_grid(rows))
     out.append("<h2>Per image</h2>")
     head = ["path", "frame", "class", *(f"p({c})" for c in content.classes), "tumour p", "flag for review"]

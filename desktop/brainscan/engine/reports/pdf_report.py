@@ -20,6 +20,7 @@ from brainscan.engine.reports.content import (
     provenance_facts,
     series_text,
     validation_facts,
+    verdict_text,
 )
 from brainscan.engine.reports.pdf_fonts import escape  # XML escape with fallback fonts for CJK, emoji
 from brainscan.engine.reports.thumbnails import colour_bar, png_bytes
@@ -137,12 +138,14 @@ def build_story(content: ReportContent, width: float) -> list:
     from reportlab.platypus import Image, Paragraph, Spacer
 
     s = _styles()
+    rule_line = content.verdict_rule_line()
     story: list = [
         Paragraph(escape(content.title), s["title"]),
         Paragraph(f"<b>{escape(content.notice)}</b>", s["body"]),
         Paragraph(escape(f"Written {content.created} by {content.run.get('application', '')}."), s["small"]),
         Paragraph("Summary", s["h2"]),
         Paragraph(escape(content.summary_line()), s["body"]),
+        *([Paragraph(escape(rule_line), s["body"])] if rule_line else []),
         Spacer(1, 4),
         _table([["class", "frames"], *([name, str(n)] for name, n in content.label_counts().items())]),
     ]
@@ -150,14 +153,15 @@ def build_story(content: ReportContent, width: float) -> list:
 
     if content.series:
         story.append(Paragraph("Series", s["h2"]))
-        rows = [["series", "slices", "classified", "errors", "out of domain", "labels", "most suspicious slice",
-                 "tumour p"]]
+        rows = [["series", "slices", "classified", "errors", "out of domain", "verdict", "labels",
+                 "most suspicious slice", "tumour p"]]
         for item in content.series:
             labels, where = series_text(item)
             rows.append([Paragraph(escape(item.series_uid), s["small"]), str(item.slices), str(item.ok),
-                         str(item.errors), str(item.out_of_domain), Paragraph(escape(labels), s["small"]),
-                         Paragraph(escape(where), s["small"]), fmt(item.max_tumour_probability or float("nan"))])
-        story.append(_table(rows, [w * width for w in (0.19, 0.06, 0.07, 0.06, 0.07, 0.14, 0.33, 0.08)]))
+                         str(item.errors), str(item.out_of_domain), Paragraph(escape(verdict_text(item)), s["small"]),
+                         Paragraph(escape(labels), s["small"]), Paragraph(escape(where), s["small"]),
+                         fmt(item.max_tumour_probability or float("nan"))])
+        story.append(_table(rows, [w * width for w in (0.16, 0.05, 0.065, 0.05, 0.065, 0.16, 0.12, 0.26, 0.07)]))
 
     story.append(Paragraph("Per image", s["h2"]))
     k = len(content.classes)

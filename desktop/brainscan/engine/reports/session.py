@@ -26,6 +26,7 @@ from brainscan.engine.reports.thumbnails import (
     thumbnail_name,
 )
 from brainscan.engine.results.record import FrameRecord, FrameResult
+from brainscan.engine.results.verdict import VerdictRule
 
 RASTER_HAS_NO_DICOM = "{n} raster images have no DICOM output; DICOM objects are written for DICOM inputs only"
 
@@ -42,6 +43,8 @@ class ReportOptions:
         Show patient name, ID and birth date in the PDF and HTML (from ``results.csv``).
     deidentify:
         De-identify the DICOM objects (basic profile, new UIDs consistent within the run).
+    verdict_rule:
+        How each series is called (the model contract's ``series_rule``, else the defaults).
     """
 
     formats: tuple[str, ...]
@@ -53,6 +56,7 @@ class ReportOptions:
     max_thumbnails: int = MAX_THUMBNAILS
     max_table_rows: int = MAX_TABLE_ROWS
     thumbnail_side: int = MAX_SIDE
+    verdict_rule: VerdictRule = field(default_factory=VerdictRule)
 
     @property
     def documents(self) -> bool:
@@ -146,7 +150,7 @@ class ReportSession:
                 self.out_dir, records, run, classes, rule=self.options.rule, colormap=self.options.colormap,
                 opacity=self.options.opacity, keep_identifiers=self.options.keep_identifiers,
                 max_thumbnails=self.options.max_thumbnails, max_table_rows=self.options.max_table_rows,
-                dicom_uid=uid_map,
+                dicom_uid=uid_map, verdict_rule=self.options.verdict_rule,
             )
             for name, writer, filename in (("pdf", write_pdf, common.REPORT_PDF), ("html", write_html, common.REPORT_HTML)):
                 if name not in self.options.formats:

@@ -61,6 +61,7 @@ class FrameResult:
     identifiers: dict[str, str] = field(default_factory=dict)
     in_domain: bool | None = None  # None: not judged (an error); False: the picture is not what the model knows
     domain_reason: str = ""  # why a frame is out of domain, one line
+    domain_score: float = math.nan  # the model's domain guard: distance over its threshold (<= 1 in domain)
     heat_outside: float = math.nan  # share of the heat map outside the head (foreground mask), 0..1
 
     @property
@@ -97,6 +98,9 @@ class FrameRecord:
     in_domain, domain_reason:
         Whether the frame is the kind of picture the model knows (None when not judged: an error),
         and why not, in one line.
+    domain_score:
+        The model's domain guard: how far the frame lies from the training pictures, over the guard's
+        threshold (at most 1 is in domain); NaN when the model has no guard or the frame failed.
     heat_outside:
         The share of the heat map outside the head (NaN without a heat map).
     """
@@ -120,6 +124,7 @@ class FrameRecord:
     identifiers: Mapping[str, str] = field(default_factory=dict)
     in_domain: bool | None = None
     domain_reason: str = ""
+    domain_score: float = math.nan
     heat_outside: float = math.nan
 
     @property
@@ -184,6 +189,7 @@ class FrameRecord:
                          if (value := result.identifiers.get(keyword, ""))},
             in_domain=result.in_domain,
             domain_reason=result.domain_reason,
+            domain_score=float(result.domain_score),
             heat_outside=float(result.heat_outside),
         )
 

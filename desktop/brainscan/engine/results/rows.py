@@ -36,7 +36,7 @@ def result_columns(classes: Iterable[str], include_identifiers: bool = False) ->
     columns = ["path", "frame", "status", "label", "confidence", "tumour_probability"]
     columns += [f"p_{name}" for name in classes]
     columns += ["cam_method", "cam_peak_row", "cam_peak_col", "width", "height", "series_uid", "series_index",
-                "series_length", "window_source", "in_domain", "domain_reason", "heat_outside", "error"]
+                "series_length", "window_source", "in_domain", "domain_score", "domain_reason", "heat_outside", "error"]
     if include_identifiers:
         columns += list(IDENTIFIER_COLUMNS)
     return columns
@@ -68,6 +68,7 @@ def _cells(record: FrameRecord) -> dict[str, str]:
         "series_length": _integer_text(record.series_length),
         "window_source": record.window_source,
         "in_domain": _DOMAIN_TEXT[record.in_domain],
+        "domain_score": number_text(record.domain_score),
         "domain_reason": plain_text(record.domain_reason),
         "heat_outside": number_text(record.heat_outside),
         "error": plain_text(record.error),
@@ -93,7 +94,7 @@ def record_to_csv_row(record: FrameRecord, columns: list[str]) -> dict[str, str]
 def record_to_json(record: FrameRecord, columns: list[str]) -> dict[str, Any]:
     """The record's item of ``results.json``: the values of its CSV row, typed (``None`` for an empty cell)."""
     cells = _cells(record)
-    numbers = {"confidence", "tumour_probability", "heat_outside", *(f"p_{name}" for name in record.probabilities)}
+    numbers = {"confidence", "tumour_probability", "domain_score", "heat_outside", *(f"p_{name}" for name in record.probabilities)}
     item: dict[str, Any] = {}
     for column in columns:
         text = cells.get(column, "")
@@ -155,6 +156,7 @@ def _parse(cells: Mapping[str, str], classes: tuple[str, ...]) -> FrameRecord:
         window_source=cells["window_source"],
         in_domain=_DOMAIN_OF[cells["in_domain"]],
         domain_reason=cells["domain_reason"],
+        domain_score=_number(cells["domain_score"]),
         heat_outside=_number(cells["heat_outside"]),
         error=cells["error"],
         identifiers={column: cells[column] for column in IDENTIFIER_COLUMNS if cells.get(column)},

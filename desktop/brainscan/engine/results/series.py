@@ -1,5 +1,6 @@
-"""The per-series summary of a run (:class:`SeriesSummary`): slice counts, labels and the most suspicious
-slice, and its forms in ``results.json`` and ``series.csv``.
+"""The per-series summary of a run (:class:`SeriesSummary`): slice counts, labels, the most suspicious
+slice and the series' verdict (:mod:`~brainscan.engine.results.verdict`), and its forms in ``results.json``
+and ``series.csv``.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from brainscan.engine.model.inference import negative_class_index
 from brainscan.engine.results.cells import neutralise, path_text, plain_text
 from brainscan.engine.results.files import atomic_write_text
 from brainscan.engine.results.record import FrameRecord
+from brainscan.engine.results.verdict import Verdict, VerdictRule, VerdictTally
 
 SERIES_COLUMNS = ("series_uid", "slices", "ok", "errors", "out_of_domain", "labels", "most_suspicious_index", "most_suspicious_path",
-                  "most_suspicious_frame", "most_suspicious_label", "max_tumour_probability")
+                  "most_suspicious_frame", "most_suspicious_label", "max_tumour_probability", "in_domain_slices", "verdict",
+                  "verdict_support")
 
 
 @dataclass
@@ -35,6 +38,8 @@ class SeriesSummary:
         The classified in-domain slice with the highest tumour probability (the first of equals), None when none.
     tumour_probability_of:
         How the tumour probability is computed (``"1 - p(notumor)"``, or ``"top class"``).
+    verdict:
+        The series' verdict (:func:`~brainscan.engine.results.verdict.series_verdict`).
     """
 
     series_uid: str
@@ -45,10 +50,16 @@ class SeriesSummary:
     labels: dict[str, int] = field(default_factory=dict)
     most_suspicious: FrameRecord | None = None
     tumour_probability_of: str = ""
+    verdict: Verdict | None = None
 
     @property
     def max_tumour_probability(self) -> float | None:
         return None if self.most_suspicious is None else self.most_suspicious.tumour_probability
+
+    @property
+    def in_domain_slices(self) -> int:
+        """Classified slices the picture checks did not judge out of domain."""
+        return self.ok - self.out_of_domain
 
     def to_dict(self) -> dict[str, Any]:
         """The summary as ``results.json`` holds it (the path as :func:`path_text` writes it)."""
@@ -66,19 +77,31 @@ class SeriesSummary:
             "most_suspicious_label": None if best is None else best.label,
             "max_tumour_probability": self.max_tumour_probability,
             "tumour_probability_of": self.tumour_probability_of,
+            "in_domain_slices": self.in_domain_slices,
+            "verdict": None if self.verdict is None else self.verdict.label,
+            "verdict_support": None if self.verdict is None else self.verdict.support,
+            "verdict_text": None if self.verdict is None else self.verdict.text,
         }
 
 
-def summarize_series(records: Iterable[FrameRecord], classes: tuple[str, ...]) -> list[SeriesSummary]:
-    """Per DICOM series, in the order first seen: slice counts, labels, and the most suspicious slice
-    (highest tumour probability among in-domain slices). Frames outside a series are left out."""
+def summarize_series(records: Iterable[FrameRecord], classes: tuple[str, ...],
+                     rule: VerdictRule | None = None) -> list[SeriesSummary]:
+    """Per DICOM series, in the order first seen: slice counts, labels, the most suspicious slice
+    (highest tumour probability among in-domain slices) and the verdict by ``rule`` (the defaults when
+    None). Frames outside a series are left out."""
     negative = negative_class_index(classes)
-    rule = "1 - p(" + classes[negative] + ")" if negative is not None else "top class"
+    probability_of = "1 - p(" + classes[negative] + ")" if negative is not None else "top class"
+    rule = rule or VerdictRule()
     summary: dict[str, SeriesSummary] = {}
+    tallies: dict[str, VerdictTally] = {}
     for record in records:
         if not record.series_uid:
             continue
-        entry = summary.setdefault(record.series_uid, SeriesSummary(record.series_uid, tumour_probability_of=rule))
+        entry = summary.get(record.series_uid)
+        if entry is None:
+            entry = summary[record.series_uid] = SeriesSummary(record.series_uid, tumour_probability_of=probability_of)
+            tallies[record.series_uid] = VerdictTally(tuple(classes), rule)
+        tallies[record.series_uid].add(record)
         entry.slices += 1
         if not record.ok:
             entry.errors += 1
@@ -92,6 +115,8 @@ def summarize_series(records: Iterable[FrameRecord], classes: tuple[str, ...]) -
         best = entry.max_tumour_probability
         if not math.isnan(probability) and (best is None or probability > best):
             entry.most_suspicious = record
+    for uid, entry in summary.items():
+        entry.verdict = tallies[uid].verdict()
     return list(summary.values())
 
 
@@ -113,3 +138,20 @@ def _csv_cell(value: Any) -> str:
     if any(ch in text for ch in ',"\n\r'):
         text = '"' + text.replace('"', '""') + '"'
     return text
+
+
+def verdict_lines(series: list[SeriesSummary], max_lines: int = 10) -> list[str]:
+    """The series' verdicts in a few lines for the end of a run: one per series, or a count per verdict when
+    there are more than ``max_lines`` series; none when no series has more than one frame."""
+    judged = [(entry, entry.verdict) for entry in series if entry.verdict is not None]
+    if not any(entry.slices > 1 for entry, _ in judged):
+        return []
+    if len(judged) > max_lines:
+        counts: dict[str, int] = {}
+        for _, verdict in judged:
+            counts[verdict.label or "no verdict"] = counts.get(verdict.label or "no verdict", 0) + 1
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        return [f"series verdicts ({len(judged)} series): " + ", ".join(f"{n} {label}" for label, n in ranked)
+                + "; each in series.csv"]
+    return [f"series {plain_text(entry.series_uid)}: {verdict.label or 'no verdict'} ({verdict.detail})"
+            for entry, verdict in judged]

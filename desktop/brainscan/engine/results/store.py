@@ -45,7 +45,8 @@ from brainscan.engine.results.rows import (
     record_to_json,
     result_columns,
 )
-from brainscan.engine.results.series import summarize_series, write_series_csv
+from brainscan.engine.results.series import SeriesSummary, summarize_series, write_series_csv
+from brainscan.engine.results.verdict import VerdictRule
 
 RESULTS_CSV = "results.csv"
 RESULTS_JSON = "results.json"
@@ -124,12 +125,15 @@ class ResultsStore:
         Add patient name, ID and birth date columns (off by default).
     uid_map:
         Applied to every Series Instance UID written (``--deidentify``: the run's one mapping).
+    verdict_rule:
+        How ``series.csv`` calls each series (the model contract's ``series_rule``, else the defaults).
     """
 
     out_dir: Path
     classes: tuple[str, ...]
     include_identifiers: bool = False
     uid_map: Callable[[str], str] | None = None
+    verdict_rule: VerdictRule = field(default_factory=VerdictRule)
     done: dict[FrameKey, str] = field(default_factory=dict)  # key -> status
     paths: dict[FrameKey, Path] = field(default_factory=dict)  # key -> the path as the CSV spells it
     counts: dict[str, int] = field(default_factory=lambda: {"ok": 0, "error": 0})
@@ -287,8 +291,8 @@ class ResultsStore:
                 seen.add(key)
                 yield record
 
-    def finalize(self, run_info: Mapping[str, Any]) -> None:
-        """Rewrite ``series.csv`` and ``results.json`` from the CSV.
+    def finalize(self, run_info: Mapping[str, Any]) -> list[SeriesSummary]:
+        """Rewrite ``series.csv`` and ``results.json`` from the CSV; returns the series summary written.
 
         Raises
         ------
@@ -296,10 +300,11 @@ class ResultsStore:
             A file cannot be written (a full disk), named in the message.
         """
         self._write(lambda: None)
-        series = summarize_series(self.records(), self.classes)
+        series = summarize_series(self.records(), self.classes, self.verdict_rule)
         document = {
             "run": dict(run_info),
             "counts": dict(self.counts),
+            "series_rule": self.verdict_rule.to_dict(),
             "series": [entry.to_dict() for entry in series],
             "results": [record_to_json(record, self.columns) for record in self.records()],
         }
@@ -313,6 +318,7 @@ class ResultsStore:
                 write(path)
             except OSError as exc:
                 raise OutputError(write_failure(path, exc)) from exc
+        return series
 
     def __enter__(self) -> ResultsStore:
         return self

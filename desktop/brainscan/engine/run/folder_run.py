@@ -35,7 +35,9 @@ from brainscan.engine.reports import ReportError, ReportOptions, ReportOutcome, 
 from brainscan.engine.reports.thumbnails import frame_stem
 from brainscan.engine.results.cells import path_text
 from brainscan.engine.results.record import FrameKey, FrameResult, frame_key
+from brainscan.engine.results.series import SeriesSummary
 from brainscan.engine.results.store import OutputError, ResultsStore, write_failure
+from brainscan.engine.results.verdict import VerdictRule
 from brainscan.engine.run.screening import DEFAULT_BATCH_SIZE, screen
 
 OVERLAYS_DIR = "overlays"
@@ -84,6 +86,7 @@ class RunOutcome:
     report_error: str = ""
     seconds: float = 0.0
     messages: list[str] = field(default_factory=list)
+    series: list[SeriesSummary] = field(default_factory=list)  # series.csv's summary, verdicts included
 
     @property
     def frames(self) -> int:
@@ -116,7 +119,9 @@ class FolderRun:
         self.classifier = classifier
         self.settings = settings
         self._started = time.perf_counter()
-        self.store = ResultsStore(settings.out, classifier.classes, include_identifiers=settings.keep_identifiers)
+        self.verdict_rule = VerdictRule.from_contract(classifier.contract)
+        self.store = ResultsStore(settings.out, classifier.classes, include_identifiers=settings.keep_identifiers,
+                                  verdict_rule=self.verdict_rule)
         try:
             # one UID mapping for every output of the folder (CSV, JSON, reports, DICOM objects)
             self.uids = privacy.open_state(settings.out, deidentify=settings.deidentify)
@@ -125,7 +130,8 @@ class FolderRun:
             self.reports = ReportSession(
                 settings.out,
                 ReportOptions(settings.report_formats, colormap=settings.colormap, opacity=settings.opacity,
-                              keep_identifiers=settings.keep_identifiers, deidentify=settings.deidentify),
+                              keep_identifiers=settings.keep_identifiers, deidentify=settings.deidentify,
+                              verdict_rule=self.verdict_rule),
                 application_version=__version__, model_card=classifier.model_card(), cam_method=settings.cam_method,
                 uids=self.uids,
             ) if settings.report_formats else None
@@ -165,6 +171,7 @@ class FolderRun:
         }
         self._seen = 0
         self._finalized = False
+        self._series: list[SeriesSummary] = []
 
     # -- the loop ------------------------------------------------------------------------------------
     def results(self) -> Iterator[FrameResult]:
@@ -244,7 +251,8 @@ class FolderRun:
             self._finalized = True
             self.run_info["seconds"] = outcome.seconds
             self.run_info["interrupted"] = interrupted
-            self.store.finalize(self.run_info)
+            self._series = self.store.finalize(self.run_info)
+        outcome.series = list(self._series)
         return outcome
 
     def close(self) -> None:

@@ -42,6 +42,26 @@ def _predict_isolated(classifier: Classifier, frames: list[Frame]) -> list[Predi
         return results
 
 
+def cam_target(method: str, class_index: int) -> int:
+    """The class a heat map of ``method`` is asked for: ``class_index``, or 0 for a class-independent method."""
+    return 0 if method in CLASS_INDEPENDENT else class_index
+
+
+def heat_map_for(
+    prediction: Prediction, classifier: Classifier, method: str, target: int, shape: tuple[int, int]
+) -> np.ndarray:
+    """The heat map of ``method`` for class ``target`` over a picture of ``shape`` (height, width), as screening
+    writes it (the trainer's pointing game measures this very map)."""
+    return cam_on_picture(method, prediction.features, classifier.cam_weight, target, shape, classifier.contract,
+                          prediction.head_maps)
+
+
+def heat_peak(heat: np.ndarray) -> tuple[int, int]:
+    """The (row, column) of a heat map's maximum, the first in row-major order (``cam_peak`` in results.csv)."""
+    peak = np.unravel_index(int(np.argmax(heat)), heat.shape)
+    return int(peak[0]), int(peak[1])
+
+
 def classified(
     ref: FrameRef, frame: Frame, prediction: Prediction, classifier: Classifier, *, cam_method: str | None,
     keep_frames: bool,
@@ -63,13 +83,16 @@ def classified(
     )
     facts = picture_facts(frame.picture)  # measured once: the checks and the heat-outside share
     result.in_domain, result.domain_reason = check_picture(frame, facts)
+    if prediction.domain_score is not None:
+        result.domain_score = prediction.domain_score
+        if result.in_domain and prediction.domain_score > 1.0:
+            result.in_domain = False
+            result.domain_reason = (
+                f"unlike the training pictures (domain score {prediction.domain_score:.2f}; above 1 is out of domain)"
+            )
     if cam_method is not None:
-        target = 0 if cam_method in CLASS_INDEPENDENT else index
-        heat = cam_on_picture(
-            cam_method, prediction.features, classifier.cam_weight, target, frame.picture.shape[:2], classifier.contract
-        )
-        peak = np.unravel_index(int(np.argmax(heat)), heat.shape)
-        result.cam_peak = (int(peak[0]), int(peak[1]))
+        heat = heat_map_for(prediction, classifier, cam_method, cam_target(cam_method, index), frame.picture.shape[:2])
+        result.cam_peak = heat_peak(heat)
         result.heat_outside = heat_outside(heat, facts.mask)
         if keep_frames:
             result.heat = heat

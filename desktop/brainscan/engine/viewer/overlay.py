@@ -150,7 +150,7 @@ class HeatCache:
         if found is not None:
             self._maps.move_to_end(entry)
             return found
-        heat = cam_on_picture(method, prediction.features, weight, target, shape, contract)
+        heat = cam_on_picture(method, prediction.features, weight, target, shape, contract, prediction.head_maps)
         self.computed += 1
         self._maps[entry] = heat
         while len(self._maps) > self.capacity:

@@ -21,6 +21,7 @@ from brainscan import RESEARCH_USE_NOTICE, __version__
 from brainscan.engine.results.record import FrameKey, FrameRecord, frame_key
 from brainscan.engine.results.series import SeriesSummary, summarize_series
 from brainscan.engine.results.store import RESULTS_CSV, SERIES_CSV, ResultsStore
+from brainscan.engine.results.verdict import OUT_OF_DOMAIN, VerdictRule
 
 
 def position(record: FrameRecord) -> str:
@@ -72,9 +73,20 @@ class RowFilter:
         return True
 
 
-def series_summary(records: Iterable[FrameRecord], classes: tuple[str, ...]) -> list[SeriesSummary]:
-    """Per DICOM series, the counts and the most suspicious slice: the summary ``brainscan screen`` writes."""
-    return summarize_series(records, classes)
+def series_summary(records: Iterable[FrameRecord], classes: tuple[str, ...],
+                   rule: VerdictRule | None = None) -> list[SeriesSummary]:
+    """Per DICOM series, the counts, the most suspicious slice and the verdict by ``rule`` (the model
+    contract's, :meth:`VerdictRule.from_contract`): the summary ``brainscan screen`` writes."""
+    return summarize_series(records, classes, rule)
+
+
+def verdict_cell(entry: SeriesSummary) -> tuple[str, str, bool]:
+    """A series' verdict as the summary table shows it: the label, the full text (a tooltip), and
+    whether it is a warning (out of domain)."""
+    verdict = entry.verdict
+    if verdict is None:
+        return "", "", False
+    return verdict.label or "no verdict", verdict.text, verdict.label == OUT_OF_DOMAIN
 
 
 def most_suspicious_keys(summary: Iterable[SeriesSummary]) -> set[FrameKey]:
@@ -90,18 +102,20 @@ def export_results(
     records: Iterable[FrameRecord],
     classes: tuple[str, ...],
     run_info: Mapping[str, Any] | None = None,
+    rule: VerdictRule | None = None,
 ) -> tuple[Path, Path]:
     """Write the results as the ``brainscan`` command does, to ``path`` and a series summary beside it.
 
     The rows and columns are those of :class:`~brainscan.engine.results.ResultsStore`; the first
     line of each file is a ``#`` comment holding the research-use notice (``pandas.read_csv(...,
-    comment="#")`` skips it). Returns the two files written: ``path`` and ``<stem>-series.csv``.
+    comment="#")`` skips it). ``rule`` calls each series (the defaults when None). Returns the two files
+    written: ``path`` and ``<stem>-series.csv``.
     """
     target = Path(path)
     series_target = target.with_name(f"{target.stem}-series.csv")
     notice = f"# brainscan {__version__} viewer export. {RESEARCH_USE_NOTICE}\r\n".encode()
     with tempfile.TemporaryDirectory(prefix="brainscan-export-") as scratch:
-        with ResultsStore(Path(scratch), tuple(classes)) as store:
+        with ResultsStore(Path(scratch), tuple(classes), verdict_rule=rule or VerdictRule()) as store:
             for record in records:
                 store.append_record(record)
             store.finalize(dict(run_info or {}))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from PySide6.QtCore import QObject, Signal
 
 from brainscan.engine.results.record import FrameResult
+from brainscan.engine.results.verdict import VerdictRule
 from brainscan.engine.viewer.results import most_suspicious_keys, series_summary
 from brainscan.engine.viewer.state import FrameKey, frame_key
 from brainscan.gui.batch import BatchRunner
@@ -109,7 +110,8 @@ class BatchPresenter(QObject):
         classifier = self.models.classifier
         if classifier is None:
             return
-        summary = series_summary(self.results_panel.table_model.rows, classifier.classes)
+        summary = series_summary(self.results_panel.table_model.rows, classifier.classes,
+                                 VerdictRule.from_contract(classifier.contract))
         self.series_panel.show_summary(summary)
         self.results_panel.table_model.set_suspicious(most_suspicious_keys(summary))
 

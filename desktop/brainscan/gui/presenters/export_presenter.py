@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QFileDialog, QWidget
 from brainscan import RESEARCH_USE_NOTICE
 from brainscan.engine.errors import BrainscanError
 from brainscan.engine.model.overlay import write_png
+from brainscan.engine.results.verdict import VerdictRule
 from brainscan.engine.viewer.display import windowed_picture
 from brainscan.engine.viewer.overlay import compose_export, export_caption
 from brainscan.engine.viewer.results import export_results
@@ -62,7 +63,7 @@ class ExportPresenter:
         records = self.results_panel.table_model.rows  # the session's records, in the table's order
         info = {"model": classifier.model_card()["name"], "device": classifier.device.describe(),
                 "notice": RESEARCH_USE_NOTICE}
-        return export_results(path, records, classifier.classes, info)
+        return export_results(path, records, classifier.classes, info, VerdictRule.from_contract(classifier.contract))
 
     def choose_export_image(self) -> None:
         ref = self.controller.session.current
