@@ -7,7 +7,7 @@ Run from the repository root (needs Xvfb and the xcb libraries listed in ../shar
 It starts its own Xvfb (display :99 unless ``--display``), opens a 16-slice DICOM series built from
 real Kaggle slices (``tests/dicom_factory.py``) and the bundled sample pictures, classifies them with
 the shipped model (a tiny test model if it is missing, said in the output), shows the most suspicious
-slice of the series with its Grad-CAM, and grabs the whole screen. Settings live in a temporary file.
+slice of the series with the model's default heat map (the explanation head's), and grabs the whole screen. Settings live in a temporary file.
 """
 
 from __future__ import annotations

@@ -280,8 +280,7 @@ def measure_pointing(path: Path, boxed_root: Path, exclude: set[str], log: Log) 
     classifier = Classifier(path, device="cpu")
     pictures = boxed_pictures(boxed_root, classifier.classes, exclude=exclude)
     summary = summarise(measure(classifier, pictures))
-    on = (f"{summary['pictures']} figshare originals ({boxed_root.name}) whose Kaggle twins did not train the "
-          f"head; accuracy {summary['accuracy']:.3f}; peak within the box grown by 15 px at 512 px")
+    on = f"{summary['pictures']} held-out figshare slices"  # whose Kaggle twins did not train the head
     pointing = {}
     for method, maps in summary["methods"].items():
         cells = maps["predicted"]
@@ -326,7 +325,10 @@ def run_graft(model_path: Path, config: FitConfig, boxes_csv: Path, out: Path, s
         from trainer.export import write_contract
 
         pointing = measure_pointing(out, pointing_boxes, set(ids), log)
-        write_contract(out, updated.with_updates(metrics={**updated.metrics, "pointing": pointing}))
+        note = ("pointing game: peak within the tumour box grown by 15 px at 512 px, map of the predicted class, on "
+                "the figshare originals whose Kaggle twins did not train the head")
+        write_contract(out, updated.with_updates(metrics={**updated.metrics, "pointing": pointing,
+                                                          "pointing_note": note}))
     log(f"{len(ids)} figshare ids trained the head (their Kaggle twins are training pictures); measure the pointing "
         f"game without them: --exclude-ids {out.with_suffix('.trained-figshare-ids.txt')}")
     return out

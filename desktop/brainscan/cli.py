@@ -1,8 +1,9 @@
-"""The ``brainscan`` command: headless screening of images and DICOM series.
+"""The ``brainscan`` command: headless screening of images and DICOM series; one frame's heat map on demand.
 
 Exit status: 0 every frame was classified, 1 some frames failed (each has an ``error`` row),
 2 nothing could run (bad model, bad arguments, unusable output folder) or a report could not be
-written (results.csv is kept), 130 interrupted.
+written (results.csv is kept), 130 interrupted. ``explain``: 0 the overlay was written, 2 a bad file, frame,
+class, model or output, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ from brainscan.engine.model.overlay import COLORMAPS
 from brainscan.engine.reports import FORMATS, ReportError, parse_formats
 from brainscan.engine.resources import default_model_path
 from brainscan.engine.results.series import verdict_lines
+from brainscan.engine.run.explain import (
+    EXPLAIN_METHODS,
+    OCCLUSION,
+    explain_frame,
+    load_explained_frame,
+    write_explanation,
+)
 from brainscan.engine.run.folder_run import FolderRun, RunSettings
 from brainscan.engine.run.screening import DEFAULT_BATCH_SIZE
 
@@ -90,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="progress bar: auto shows it on a terminal only")
     run.add_argument(ALLOW_UNVERIFIED_FLAG, action="store_true", help=ALLOW_UNVERIFIED_HELP)
 
+    _add_explain(commands)
+
     card = commands.add_parser("model", help="print the model card (the contract inside the model) as JSON")
     card.add_argument("--model", type=Path, default=None)
     card.add_argument(ALLOW_UNVERIFIED_FLAG, action="store_true", help=ALLOW_UNVERIFIED_HELP)
@@ -102,6 +112,23 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(ALLOW_UNVERIFIED_FLAG, action="store_true", help=ALLOW_UNVERIFIED_HELP)
     parser.subcommands = dict(commands.choices)
     return parser
+
+
+def _add_explain(commands: argparse._SubParsersAction) -> None:
+    explain = commands.add_parser(
+        "explain", help="the heat map of one frame as a PNG overlay; by default the occlusion map (slow: one network "
+                        "run per occluded square; model-agnostic, a check of the fast maps)")
+    explain.add_argument("file", type=Path, metavar="FILE", help="an image or DICOM file")
+    explain.add_argument("--out", required=True, type=Path, metavar="PNG", help="the overlay to write (PNG)")
+    explain.add_argument("--frame", type=int, default=0, metavar="N", help="frame of a multi-frame DICOM file, from 0")
+    explain.add_argument("--class", dest="class_name", default=None, metavar="NAME",
+                         help="the class to explain (default: the predicted class)")
+    explain.add_argument("--method", choices=EXPLAIN_METHODS, default=OCCLUSION,
+                         help="occlusion (default): the drop of the class's logit when a 32 px black square hides "
+                              "each of 14 x 14 places; or a fast CAM method; auto: the model's own CAM method")
+    explain.add_argument("--model", type=Path, default=None, help="ONNX model with a brainscan contract (default: shipped)")
+    explain.add_argument("--device", choices=DEVICES, default="auto", help="inference device (default: auto)")
+    explain.add_argument(ALLOW_UNVERIFIED_FLAG, action="store_true", help=ALLOW_UNVERIFIED_HELP)
 
 
 def _report_formats(text: str) -> tuple[str, ...]:
@@ -208,6 +235,40 @@ def run_screen(args: argparse.Namespace) -> int:
     return EXIT_SOME_FAILED if outcome.failed else EXIT_OK
 
 
+def run_explain(args: argparse.Namespace) -> int:
+    """Explain one frame, write its overlay, print one line: the class, the method, the peak and the time."""
+    classifier = Classifier(args.model or default_model_path(), device=args.device,
+                            allow_unverified=args.allow_unverified_model)
+    _warn_if_unverified(classifier)
+    if classifier.device.note:
+        _say(classifier.device.note)
+    frame = load_explained_frame(args.file, args.frame)
+    from tqdm import tqdm
+
+    slow = args.method == OCCLUSION  # a CAM method takes one network run: no bar
+    with tqdm(disable=not (slow and sys.stderr.isatty()), unit=" squares", desc=args.method, dynamic_ncols=True) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        try:
+            explanation = explain_frame(classifier, frame, method=args.method, class_name=args.class_name,
+                                        progress=progress)
+        except ValueError as exc:
+            _say(f"error: {exc}")
+            return EXIT_NOTHING_RAN
+        except KeyboardInterrupt:
+            _say("interrupted: no overlay written")
+            return EXIT_INTERRUPTED
+    try:
+        write_explanation(explanation, args.out)
+    except OSError as exc:
+        _say(f"error: {args.out}: cannot write the overlay ({exc.strerror or exc})")
+        return EXIT_NOTHING_RAN
+    print(f"{explanation.line()}; overlay in {args.out}", flush=True)
+    return EXIT_OK
+
+
 def run_model(args: argparse.Namespace) -> int:
     classifier = Classifier(args.model or default_model_path(), device="cpu",
                             allow_unverified=args.allow_unverified_model)
@@ -239,6 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "screen":
             return run_screen(args)
+        if args.command == "explain":
+            return run_explain(args)
         if args.command == "self-test":
             from brainscan.selftest import main_self_test
 

@@ -29,6 +29,7 @@ from brainscan.gui.overlay_panel import OverlayPanel
 from brainscan.gui.presenters.batch_presenter import BatchPresenter
 from brainscan.gui.presenters.export_presenter import ExportPresenter
 from brainscan.gui.presenters.model_presenter import ModelPresenter
+from brainscan.gui.presenters.occlusion_presenter import OcclusionPresenter
 from brainscan.gui.presenters.open_presenter import OpenPresenter
 from brainscan.gui.presenters.report_presenter import ReportPresenter
 from brainscan.gui.results_panel import ResultsPanel, SeriesSummaryPanel
@@ -64,8 +65,9 @@ class MainWindow(QMainWindow):
         The frame on screen (:class:`~brainscan.gui.viewer_controller.ViewerController`).
     status:
         The status bar (:class:`~brainscan.gui.status_line.StatusLine`).
-    opening, models, batch, reports, exports:
-        The presenters of opening images, the model in use, *Classify all*, *Write report* and export.
+    opening, models, batch, reports, exports, occlusion:
+        The presenters of opening images, the model in use, *Classify all*, *Write report*, export and the
+        *Occlusion check*.
     """
 
     def __init__(
@@ -155,6 +157,7 @@ class MainWindow(QMainWindow):
         self.reports = ReportPresenter(self.pool, c, self.models, self.results_panel, settings, status, self,
                                        busy=batch_running)
         self.exports = ExportPresenter(c, self.models, self.results_panel, settings, status, self)
+        self.occlusion = OcclusionPresenter(self.pool, c, self.models, status, self)
 
     def _wire(self) -> None:
         c = self.controller
@@ -167,7 +170,7 @@ class MainWindow(QMainWindow):
             panel.frameActivated.connect(c.go_to)
         self.models.changed.connect(self._on_model_changed)
         self.models.failed.connect(lambda _message: self._update_actions())
-        for presenter in (self.batch, self.reports):
+        for presenter in (self.batch, self.reports, self.occlusion):
             presenter.stateChanged.connect(self._update_actions)
         self.opening.finished.connect(self._update_actions)
         self.status.cancel_button.clicked.connect(self.cancel_running)
@@ -182,7 +185,7 @@ class MainWindow(QMainWindow):
             "open_dicom": self.opening.choose_dicom_folder, "close_all": self.close_all,
             "export_image": self.exports.choose_export_image, "export_results": self.exports.choose_export_results,
             "write_report": self.reports.choose_and_write, "settings": self.models.open_settings,
-            "classify": self.batch.classify_all, "cancel": self.cancel_running,
+            "classify": self.batch.classify_all, "cancel": self.cancel_running, "occlusion": self.occlusion.check,
             "fit": v.fit, "zoom_in": lambda: v.zoom(1.25), "zoom_out": lambda: v.zoom(0.8),
             "previous_slice": lambda: c.step(-1), "next_slice": lambda: c.step(1),
             "first_slice": lambda: c.jump_to_end(False), "last_slice": lambda: c.jump_to_end(True),
@@ -264,15 +267,18 @@ class MainWindow(QMainWindow):
 
     # -- running work and the actions' state --------------------------------------------------------------
     def cancel_running(self) -> None:
-        """Stop the running classification or report (Esc)."""
+        """Stop the running classification, report or occlusion check (Esc)."""
         self.batch.cancel()
         self.reports.cancel()
+        self.occlusion.cancel()
 
     def _update_actions(self) -> None:
         a = self.actions_
-        running = self.batch.running or self.reports.running
+        running = self.batch.running or self.reports.running or self.occlusion.running
         has_images = len(self.controller.session) > 0
         has_model = self.models.classifier is not None
+        classified = self.controller.current_prediction() is not None and self.controller.current_frame is not None
+        a.occlusion.setEnabled(has_model and classified and not running)
         a.classify.setEnabled(has_model and has_images and not running)
         a.cancel.setEnabled(running)
         a.settings.setEnabled(not running)
@@ -283,12 +289,13 @@ class MainWindow(QMainWindow):
 
     # -- shutdown ---------------------------------------------------------------------------------------
     def shutdown(self) -> None:
-        """Stop the batch, the report and the loader and wait for every thread (idempotent)."""
+        """Stop the batch, the report, the occlusion check and the loader and wait for every thread (idempotent)."""
         if self._shut_down:
             return
         self._shut_down = True
         self.batch.runner.cancel()
         self.reports.runner.cancel()
+        self.occlusion.runner.cancel()
         self.loader.shutdown()
         if not self.pool.wait_all(60_000):
             log.error("worker threads did not stop within 60 s")

@@ -22,6 +22,7 @@ SHORTCUTS_HTML = """
 <tr><td>Ctrl+wheel, Ctrl++ / Ctrl+-</td><td>zoom</td></tr>
 <tr><td>F, double-click</td><td>fit the image to the window</td></tr>
 <tr><td>H</td><td>heat map on/off</td></tr>
+<tr><td>Ctrl+Shift+H</td><td>occlusion check of the slice (slow; Esc cancels)</td></tr>
 <tr><td>hold <b>Space</b> (in the image)</td><td>hide the heat map while held, to compare</td></tr>
 <tr><td>F5 / Esc</td><td>classify all open images / cancel</td></tr>
 <tr><td>Ctrl+O, Ctrl+Shift+O, Ctrl+D</td><td>open images, a folder, a DICOM folder (or drop them on the window)</td></tr>

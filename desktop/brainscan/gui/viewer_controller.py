@@ -58,7 +58,9 @@ class ViewerController(QObject):
         The heat map was redrawn after a change of the overlay model.
 
     The heat map follows :class:`OverlayModel` (``overlay``): the controller listens to it and
-    redraws only what a change touches; holding Space sets the model's ``compare_hidden``.
+    redraws only what a change touches; holding Space sets the model's ``compare_hidden``. An on-demand
+    map (the occlusion check, the model's ``on_demand``) is drawn instead of the method's map of its own
+    frame only: showing another frame, closing everything or changing the model drops it.
     """
 
     currentChanged = Signal(object)
@@ -95,6 +97,7 @@ class ViewerController(QObject):
         view.fitRequested.connect(view.fit)
         follow(self, overlay.events.changed, self._on_overlay_changed)
         follow(self, overlay.events.compare_hidden, self._on_compare_hidden)
+        follow(self, overlay.events.on_demand, self._on_on_demand)
         view.set_colorbar(overlay_lut(overlay.colormap, overlay.threshold))
         view.show_colorbar(False)
         view.clear_image("Open images, a folder or a DICOM series (File menu, toolbar, or drop them here).")
@@ -116,6 +119,7 @@ class ViewerController(QObject):
         self.cache.clear()
         self.heat_cache.clear()
         self.failures.clear()
+        self.overlay.on_demand = None
         self.display = self.window = self.shown_key = None
         self._manual_window_group = None
         self.view.clear_image("Nothing open.")
@@ -165,6 +169,8 @@ class ViewerController(QObject):
         if ref is None:
             return
         key = frame_key(ref.path, ref.frame)
+        if self.overlay.on_demand_for(key) is None:
+            self.overlay.on_demand = None  # another frame: back to the method's maps
         self.currentChanged.emit(key)
         frame = self.frame_of(key)
         if frame is not None:
@@ -253,6 +259,7 @@ class ViewerController(QObject):
         self.classifier = classifier
         self.session.clear_results()
         self.heat_cache.clear()
+        self.overlay.on_demand = None
         self._render_overlay()
         self._update_corners()
         self.infoChanged.emit()
@@ -309,6 +316,12 @@ class ViewerController(QObject):
     def _on_compare_hidden(self, _hidden: bool) -> None:
         self._render_overlay()
 
+    def _on_on_demand(self, _shown: object) -> None:
+        """An on-demand map was given or dropped: draw the map that now applies."""
+        self._render_overlay()
+        self._update_corners()
+        self.overlayDrawn.emit()
+
     def current_result(self) -> FrameRecord | None:
         key = self.session.current_key
         return None if key is None else self.session.results.get(key)
@@ -325,6 +338,9 @@ class ViewerController(QObject):
         frame = self.current_frame
         if result is None or not result.ok or prediction is None or frame is None or self.classifier is None:
             return None
+        on_demand = self.overlay.on_demand_for(self.session.current_key)
+        if on_demand is not None:
+            return on_demand.heat
         target = self.overlay.value.resolve_target(prediction)
         return self.heat_cache.heat(
             self.session.current_key,
@@ -360,6 +376,9 @@ class ViewerController(QObject):
         text = f"{result.label} {result.confidence:.0%}"
         prediction = self.current_prediction()
         if self.classifier is not None and prediction is not None and self.overlay.visible:
+            on_demand = self.overlay.on_demand_for(self.session.current_key)
+            if on_demand is not None:
+                return f"{text}\nmap: {on_demand.method} · {self.classifier.classes[on_demand.target]}"
             target = self.overlay.value.resolve_target(prediction)
             shown = self.classifier.classes[target] if self.overlay.method != "eigencam" else "features"
             text += f"\nmap: {self.overlay.method} · {shown}"

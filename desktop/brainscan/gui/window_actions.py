@@ -58,6 +58,13 @@ class WindowActions:
         self.show_heat = self._action("Show &heat map", "heatmap", "H",
                                       "Overlay the class activation map (hold Space in the image to hide it briefly)")
         self.show_heat.setCheckable(True)
+        self.occlusion = self._action(
+            "&Occlusion check", None, "Ctrl+Shift+H",
+            "The occlusion map of this slice for the class shown: a 32 px black square hides each of 14 x 14 places "
+            "in turn and the map is how much the class's logit drops. Slow (one network run per square: seconds on a "
+            "CPU; Esc cancels) and model-agnostic: a check of the fast heat maps. Shown until another slice, method "
+            "or class is chosen")
+        self.occlusion.setEnabled(False)
         self.fit = self._action("&Fit to window", "fit", "F", "Show the whole image (double-click)")
         self.zoom_in = self._action("Zoom &in", "zoom-in", QKeySequence.StandardKey.ZoomIn, "Zoom in (Ctrl+wheel)")
         self.zoom_out = self._action("Zoom &out", "zoom-out", QKeySequence.StandardKey.ZoomOut, "Zoom out (Ctrl+wheel)")
@@ -100,7 +107,7 @@ class WindowActions:
                      self.export_image, self.export_results, self.write_report, None, self.settings, None, self.quit):
             self._add(file_menu, item)
         view_menu = bar.addMenu("&View")
-        for item in (self.show_heat, None, self.fit, self.zoom_in, self.zoom_out, None, self.previous_slice,
+        for item in (self.show_heat, self.occlusion, None, self.fit, self.zoom_in, self.zoom_out, None, self.previous_slice,
                      self.next_slice, self.first_slice, self.last_slice, self.previous_series, self.next_series):
             self._add(view_menu, item)
         self.view_menu = view_menu

@@ -15,14 +15,11 @@ import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
+from functools import cache
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 import numpy as np
-import pydicom
-from pydicom.dataset import Dataset
-from pydicom.pixels import get_decoder, pixel_array
-from pydicom.uid import JPEG2000TransferSyntaxes, JPEGLSTransferSyntaxes, JPEGTransferSyntaxes
 
 from brainscan.engine.errors import CorruptImageError, DicomError, ImageTooLargeError, InputError
 from brainscan.engine.input.dicom_header import (
@@ -38,6 +35,9 @@ from brainscan.engine.input.dicom_header import (
     source_name,
     transfer_syntax_label,
 )
+
+if TYPE_CHECKING:  # pydicom is imported where a DICOM file is met, never for a run over pictures
+    from pydicom.dataset import Dataset
 
 _ALL_PLUGINS_FAILED = "Unable to decode as exceptions were raised by all available plugins"
 
@@ -314,12 +314,26 @@ def decode_frame(ds: Dataset, frame_index: int = 0) -> np.ndarray:
 # GDCM aborts the whole process (an uncaught C++ exception, std::terminate) on some damaged JPEG 2000 and
 # JPEG lossless data (fuzzing findings). Where another permissive decoder exists it is used first; GDCM,
 # the only permissive decoder of JPEG lossless, runs in a child process, so a crash costs that file only.
-SAFER_PLUGINS = (
-    (frozenset(JPEG2000TransferSyntaxes), "pylibjpeg"),  # pylibjpeg-openjpeg
-    (frozenset(JPEGLSTransferSyntaxes), "pyjpegls"),  # CharLS
-    (frozenset(JPEGTransferSyntaxes), "pillow"),  # 8-bit baseline and extended
-)
+@cache
+def safer_plugins() -> tuple[tuple[frozenset[str], str], ...]:
+    """Per group of transfer syntaxes, the permissive decoder tried before GDCM."""
+    from pydicom.uid import JPEG2000TransferSyntaxes, JPEGLSTransferSyntaxes, JPEGTransferSyntaxes
+
+    return (
+        (frozenset(JPEG2000TransferSyntaxes), "pylibjpeg"),  # pylibjpeg-openjpeg
+        (frozenset(JPEGLSTransferSyntaxes), "pyjpegls"),  # CharLS
+        (frozenset(JPEGTransferSyntaxes), "pillow"),  # 8-bit baseline and extended
+    )
+
+
 GDCM_TIMEOUT_S = 60.0
+
+
+def pixel_array(src: Dataset | str, **kwargs: object) -> np.ndarray:
+    """:func:`pydicom.pixels.pixel_array`, imported when a DICOM frame is first decoded."""
+    from pydicom.pixels import pixel_array as decode
+
+    return decode(src, **kwargs)
 
 
 def _transfer_syntax(ds: Dataset) -> str | None:
@@ -330,6 +344,8 @@ def _transfer_syntax(ds: Dataset) -> str | None:
 def _available_plugins(uid: str | None) -> tuple[str, ...]:
     if uid is None:
         return ()
+    from pydicom.pixels import get_decoder
+
     try:
         return tuple(get_decoder(uid).available_plugins)
     except (NotImplementedError, ValueError):
@@ -339,14 +355,14 @@ def _available_plugins(uid: str | None) -> tuple[str, ...]:
 def decode_pixels(ds: Dataset, index: int | None) -> np.ndarray:
     """The stored values of frame ``index`` (None: the only frame), decoded without risking the process.
 
-    A safer decoder first when there is one (see :data:`SAFER_PLUGINS`); GDCM only in a child process
+    A safer decoder first when there is one (see :func:`safer_plugins`); GDCM only in a child process
     (:func:`decode_with_gdcm_isolated`); everything else as pydicom chooses.
     """
     uid = _transfer_syntax(ds)
     available = _available_plugins(uid)
     if "gdcm" not in available:
         return pixel_array(_frame_source(ds, index), index=index)
-    safer = next((plugin for group, plugin in SAFER_PLUGINS if uid in group and plugin in available), None)
+    safer = next((plugin for group, plugin in safer_plugins() if uid in group and plugin in available), None)
     if safer is not None:
         try:
             return pixel_array(ds, index=index, decoding_plugin=safer)
@@ -395,6 +411,8 @@ def _child_setup() -> None:
 
 def _gdcm_decode_in_child(source: str | bytes, index: int | None) -> np.ndarray:
     """Runs in the child process: read the dataset (a path, or the bytes of one) and decode with GDCM."""
+    import pydicom
+
     ds = pydicom.dcmread(io.BytesIO(source) if isinstance(source, bytes) else source, force=True)
     return pixel_array(ds, index=index, decoding_plugin="gdcm")
 

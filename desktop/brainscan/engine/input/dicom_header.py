@@ -6,11 +6,15 @@ Small readers shared by the decoding (:mod:`~brainscan.engine.input.dicom_decode
 
 from __future__ import annotations
 
+import logging
 import math
+import sys
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
+if TYPE_CHECKING:  # pydicom is imported where a DICOM file is met, never for a run over pictures
+    from pydicom.dataset import Dataset
 
 # Picture sizes, shared with raster images (:mod:`brainscan.engine.input.raster`). The upper limits keep one
 # frame's whole pipeline (decode, values, picture, heat map, overlay, thumbnail) well under 1 GB of memory
@@ -26,6 +30,24 @@ DECODER_FIX = (
 )
 PIXEL_DATA_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 # -- helpers -----------------------------------------------------------------------------------
+def import_pydicom() -> ModuleType:
+    """pydicom, imported when the first DICOM file is read (a run over pictures never needs it).
+
+    Importing pydicom sets its logger to WARNING; a level the application gave that logger before
+    (``brainscan screen`` silences the decoders' tracebacks) is kept.
+    """
+    if "pydicom" not in sys.modules:
+        logger = logging.getLogger("pydicom")
+        level = logger.level
+        import pydicom
+
+        if level != logging.NOTSET:
+            logger.setLevel(level)
+    import pydicom
+
+    return pydicom
+
+
 def source_name(ds: Dataset) -> str:
     """The file a dataset came from, for error messages."""
     filename = getattr(ds, "filename", None)
@@ -44,6 +66,8 @@ def transfer_syntax_label(ds: Dataset) -> str:
 
 def _first_float(value: object) -> float | None:
     """The first value of a possibly multi-valued numeric tag, or None when unusable."""
+    from pydicom.multival import MultiValue  # already loaded: the value came from a dataset
+
     if isinstance(value, MultiValue | list | tuple):
         if len(value) == 0:
             return None

@@ -21,11 +21,9 @@ any width above 255, and unlike it is defined for widths below 1 (float or finel
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-from pydicom.dataset import Dataset
-from pydicom.pixels import apply_color_lut, apply_modality_lut
 
 from brainscan.engine.errors import DicomError
 from brainscan.engine.input.dicom_decode import decode_frame
@@ -36,6 +34,9 @@ from brainscan.engine.input.dicom_header import (
     photometric,
     source_name,
 )
+
+if TYPE_CHECKING:  # pydicom is imported where a DICOM file is met, never for a run over pictures
+    from pydicom.dataset import Dataset
 
 WINDOW_BLOCK_PIXELS = 1 << 20  # rows of this many pixels are windowed at a time (apply_window)
 # The fallback window of the model's picture: the full range (0th to 100th percentile). The
@@ -70,6 +71,8 @@ def modality_lut(array: np.ndarray, ds: Dataset, frame: int = 0) -> np.ndarray:
     as the standard says only one of them is present.
     """
     if "ModalityLUTSequence" in ds:
+        from pydicom.pixels import apply_modality_lut
+
         return np.asarray(apply_modality_lut(array, ds), dtype=np.float64)
     slope = _first_float(frame_attribute(ds, frame, "PixelValueTransformationSequence", "RescaleSlope"))
     intercept = _first_float(
@@ -231,6 +234,8 @@ def grey_to_rgb(grey: np.ndarray) -> np.ndarray:
 def colour_to_rgb8(array: np.ndarray, ds: Dataset) -> np.ndarray:
     """An RGB (already converted from YBR by pydicom) or PALETTE COLOR frame to H x W x 3 uint8."""
     if photometric(ds) == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
+
         array = apply_color_lut(array, ds)
         if array.dtype != np.uint8:  # 16-bit LUT entries
             array = (array.astype(np.uint32) >> 8).astype(np.uint8)

@@ -13,13 +13,15 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pydicom
-from pydicom.dataset import Dataset
 
 from brainscan.engine.input.dicom_decode import PixelCapacity, pixel_capacity_at
-from brainscan.engine.input.dicom_header import frame_attribute
+from brainscan.engine.input.dicom_header import frame_attribute, import_pydicom
+
+if TYPE_CHECKING:  # pydicom is imported where a DICOM file is met, never for a run over pictures
+    from pydicom.dataset import Dataset
 
 # What discovery reads from each header (specific_tags keeps it quick over thousands of files).
 HEADER_KEYWORDS = (
@@ -59,7 +61,7 @@ class SliceHeader:
 # -- reading headers ----------------------------------------------------------------------------
 def read_header(path: str | Path, *, force: bool = False) -> Dataset:
     """The header of a DICOM file, without pixel data and with only :data:`HEADER_KEYWORDS`."""
-    return pydicom.dcmread(path, stop_before_pixels=True, force=force, specific_tags=list(HEADER_KEYWORDS))
+    return import_pydicom().dcmread(path, stop_before_pixels=True, force=force, specific_tags=list(HEADER_KEYWORDS))
 
 
 def read_header_and_capacity(path: str | Path, *, force: bool = False) -> tuple[Dataset, PixelCapacity | None]:
@@ -68,8 +70,9 @@ def read_header_and_capacity(path: str | Path, *, force: bool = False) -> tuple[
     Only the pixel data element's header is read (and for compressed data its item headers), so a
     file declaring a million frames is measured in a millisecond, not enumerated.
     """
+    dcmread = import_pydicom().dcmread
     with open(path, "rb") as fp:
-        ds = pydicom.dcmread(fp, stop_before_pixels=True, force=force, specific_tags=list(HEADER_KEYWORDS))
+        ds = dcmread(fp, stop_before_pixels=True, force=force, specific_tags=list(HEADER_KEYWORDS))
         return ds, pixel_capacity_at(fp, ds)
 
 

@@ -10,13 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pydicom
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.errors import InvalidDicomError
-from pydicom.multival import MultiValue
-from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from brainscan.engine.errors import CorruptImageError, DicomError, InputError, NotAnImageError
 from brainscan.engine.input import (
@@ -28,6 +24,9 @@ from brainscan.engine.input import (
 )
 from brainscan.engine.input.frames import Frame, FrameRef, is_plausible_dicom, kind_of
 from brainscan.engine.input.picture_checks import MOSAIC_TAG
+
+if TYPE_CHECKING:  # pydicom is imported where a DICOM file is met, never for a run over pictures
+    from pydicom.dataset import Dataset
 
 DISPLAY_KEYWORDS = (
     "Modality",
@@ -143,6 +142,9 @@ def read_dicom(path: Path, *, force: bool = False) -> Dataset:
     CorruptImageError
         A header that cannot be parsed.
     """
+    pydicom = dicom_header.import_pydicom()
+    from pydicom.errors import InvalidDicomError
+
     try:
         ds = pydicom.dcmread(path, force=force, defer_size=DEFER_SIZE)
     except InvalidDicomError as exc:
@@ -159,6 +161,9 @@ def read_dicom(path: Path, *, force: bool = False) -> Dataset:
 
 def complete_transfer_syntax(ds: Dataset) -> None:
     """Give a bare dataset (no file meta) the native transfer syntax it was read with."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
     if "TransferSyntaxUID" in getattr(ds, "file_meta", Dataset()):
         return
     implicit_vr, little_endian = ds.original_encoding
@@ -212,6 +217,8 @@ def _load_dicom(ref: FrameRef, *, force: bool) -> Frame:
 # -- tags ----------------------------------------------------------------------------------------
 def tag_text(value: object) -> str:
     """A DICOM value as display text (multi-values joined by ``\\``)."""
+    from pydicom.multival import MultiValue  # already loaded: the value came from a dataset
+
     if isinstance(value, MultiValue | list | tuple):
         return "\\".join(str(v) for v in value)
     if isinstance(value, bytes):

@@ -16,6 +16,7 @@ from typing import Any
 
 from brainscan import RESEARCH_USE_NOTICE
 from brainscan.engine.input import raster_headers
+from brainscan.engine.input.dicom_header import import_pydicom
 from brainscan.engine.input.frames import kind_of
 from brainscan.engine.input.picture_checks import HEAT_OUTSIDE_WARNING
 from brainscan.engine.model.cam import pointing_note
@@ -178,8 +179,6 @@ def fingerprint_inputs(paths: Iterable[Path], dicom_uid: Callable[[str], str] | 
 
     Each input is listed once, by its path as the results files write it.
     """
-    import pydicom
-
     records = []
     for path in dict.fromkeys(paths):
         text = path_text(path)
@@ -192,8 +191,8 @@ def fingerprint_inputs(paths: Iterable[Path], dicom_uid: Callable[[str], str] | 
             if kind == "raster":
                 records.append(InputRecord(text, kind, file_sha256(path)))
             elif kind == "dicom":
-                ds = pydicom.dcmread(path, stop_before_pixels=True, force=True,
-                                     specific_tags=["SOPInstanceUID"])
+                ds = import_pydicom().dcmread(path, stop_before_pixels=True, force=True,
+                                              specific_tags=["SOPInstanceUID"])
                 uid = str(ds.get("SOPInstanceUID", "") or "")
                 records.append(InputRecord(text, kind, dicom_uid(uid) if (uid and dicom_uid) else uid))
             else:

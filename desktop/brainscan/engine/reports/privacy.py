@@ -17,11 +17,12 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-
-from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence as DicomSequence
+from typing import TYPE_CHECKING
 
 from brainscan.engine.reports.common import ReportError, describe_os_error, write_atomic
+
+if TYPE_CHECKING:  # pydicom is imported when DICOM objects are written, never for a run over pictures
+    from pydicom.dataset import Dataset
 
 STATE_FILE = ".brainscan-dicom.json"
 DEIDENTIFICATION_METHOD = "PS3.15 Basic Profile (brainscan), new UIDs per run"  # LO: at most 64
@@ -122,6 +123,8 @@ def reference_header(source: Dataset, *, deidentify: bool, uids: UidFactory) -> 
     The source is not changed. With ``deidentify`` the result follows :data:`BASIC_PROFILE` and
     carries Patient Identity Removed ``YES`` and the De-identification Method (and its code).
     """
+    from pydicom.dataset import Dataset
+
     header = Dataset()
     for keyword in REFERENCE_KEYWORDS:
         if keyword in source:
@@ -156,6 +159,9 @@ def reference_header(source: Dataset, *, deidentify: bool, uids: UidFactory) -> 
 
 def mark_deidentified(ds: Dataset) -> None:
     """Set Patient Identity Removed, the De-identification Method and its code sequence."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence as DicomSequence
+
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = DEIDENTIFICATION_METHOD
     item = Dataset()

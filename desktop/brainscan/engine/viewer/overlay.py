@@ -7,7 +7,10 @@ changing the class or the method never re-runs the network; opacity, colour map 
 change only how the same map is drawn (the lookup table and the layer's opacity).
 
 :class:`OverlayModel` is the one owner of the overlay state in the viewer: the heat-map panel, the
-*Show heat map* action (H), holding Space, the remembered settings and the drawing all bind to it.
+*Show heat map* action (H), holding Space, the remembered settings and the drawing all bind to it. Beside
+the settings it holds two passing states that are never remembered: ``compare_hidden`` (Space held) and
+``on_demand``, a slow map computed on request for one frame (the occlusion check), drawn instead of the
+method's map until another method or class is chosen (the controller drops it when the frame changes).
 """
 
 from __future__ import annotations
@@ -75,6 +78,20 @@ class OverlaySettings:
 
 
 
+@dataclass(frozen=True, eq=False)
+class OnDemandMap:
+    """A map computed on request for the frame ``key`` (``method``: the occlusion check), for class ``target``.
+
+    ``heat`` is over the frame's picture (H x W in [0, 1]); ``seconds`` is how long it took.
+    """
+
+    key: object
+    method: str
+    target: int
+    heat: np.ndarray
+    seconds: float
+
+
 class OverlayModel(EventedModel[OverlaySettings]):
     """The viewer's overlay settings as one evented model (see :mod:`~brainscan.engine.viewer.evented`).
 
@@ -82,7 +99,9 @@ class OverlayModel(EventedModel[OverlaySettings]):
     (``model.opacity = 0.6`` fires ``model.events.opacity(0.6)`` and ``model.events.changed(value)``);
     :attr:`value` is the frozen :class:`OverlaySettings` to pass on. ``compare_hidden`` is the
     momentary hiding while Space is held: it fires ``events.compare_hidden`` and is never part of
-    the settings (the panel, the H action and the remembered settings do not follow it).
+    the settings (the panel, the H action and the remembered settings do not follow it). ``on_demand`` is
+    an :class:`OnDemandMap` drawn instead of the method's map of its frame (``events.on_demand``); choosing
+    another method or class drops it, so the panel never shows one map while another is drawn.
     """
 
     visible = EventedField()
@@ -93,8 +112,11 @@ class OverlayModel(EventedModel[OverlaySettings]):
     threshold = EventedField()
 
     def __init__(self, settings: OverlaySettings | None = None) -> None:
-        super().__init__(settings or OverlaySettings(), extra_events=("compare_hidden",))
+        super().__init__(settings or OverlaySettings(), extra_events=("compare_hidden", "on_demand"))
         self._compare_hidden = False
+        self._on_demand: OnDemandMap | None = None
+        for name in ("method", "target"):
+            self.events[name].connect(lambda _value: setattr(self, "on_demand", None))
 
     @property
     def compare_hidden(self) -> bool:
@@ -105,6 +127,21 @@ class OverlayModel(EventedModel[OverlaySettings]):
         if bool(hidden) != self._compare_hidden:
             self._compare_hidden = bool(hidden)
             self.events.compare_hidden.emit(self._compare_hidden)
+
+    @property
+    def on_demand(self) -> OnDemandMap | None:
+        return self._on_demand
+
+    @on_demand.setter
+    def on_demand(self, shown: OnDemandMap | None) -> None:
+        if shown is not self._on_demand:
+            self._on_demand = shown
+            self.events.on_demand.emit(shown)
+
+    def on_demand_for(self, key: object) -> OnDemandMap | None:
+        """The on-demand map of the frame ``key``, or None (none is shown, or it belongs to another frame)."""
+        shown = self._on_demand
+        return shown if shown is not None and shown.key == key else None
 
     @property
     def drawn(self) -> bool:
@@ -161,14 +198,19 @@ class HeatCache:
         self._maps.clear()
 
 
-def export_caption(label: str, confidence: float, settings: OverlaySettings, classes: tuple[str, ...], target: int) -> str:
-    """The text under an exported overlay: the finding, the map shown and the research-use notice."""
+def export_caption(
+    label: str, confidence: float, settings: OverlaySettings, classes: tuple[str, ...], target: int,
+    method: str | None = None,
+) -> str:
+    """The text under an exported overlay: the finding, the map shown (``method``: an on-demand map's, else the
+    settings') and the research-use notice."""
     parts = []
+    method = method or settings.method
     if label:
         parts.append(f"{label} {confidence:.0%}")
     if settings.visible:
-        shown = "any class" if settings.method in CLASS_INDEPENDENT else classes[target]
-        parts.append(f"{settings.method} for {shown}")
+        shown = "any class" if method in CLASS_INDEPENDENT else classes[target]
+        parts.append(f"{method} for {shown}")
     parts.append(RESEARCH_USE_NOTICE)
     return " | ".join(parts)
 

@@ -6,4 +6,5 @@ shows the outcome in the widgets it was given.
 - :mod:`.batch_presenter`: *Classify all*: progress, cancel, the results table and the series summary.
 - :mod:`.report_presenter`: *Write report*: the dialog's scopes and the report folder written in the background.
 - :mod:`.export_presenter`: exporting the image with its overlay (PNG) and the results (CSV).
+- :mod:`.occlusion_presenter`: *Occlusion check*: the slice's occlusion map in the background, drawn as its heat layer.
 """

@@ -47,8 +47,10 @@ class ExportPresenter:
         heat = c.current_heat() if overlay.visible else None
         classifier = self.models.classifier
         if result is not None and result.ok and prediction is not None and classifier is not None:
-            target = overlay.resolve_target(prediction)
-            text = export_caption(result.label, result.confidence, overlay, classifier.classes, target)
+            on_demand = c.overlay.on_demand_for(c.session.current_key)  # the occlusion map, when it is drawn
+            target = overlay.resolve_target(prediction) if on_demand is None else on_demand.target
+            text = export_caption(result.label, result.confidence, overlay, classifier.classes, target,
+                                  on_demand.method if on_demand is not None else None)
         else:
             text = export_caption("", 0.0, overlay.updated(visible=False), (), 0)
         path = Path(path)
