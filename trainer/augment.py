@@ -33,6 +33,12 @@ class AugmentConfig:
     zoom: float = 0.10  # scale in [1 - zoom, 1 + zoom]
     brightness: float = 0.15  # factor in [1 - b, 1 + b]
     contrast: float = 0.15  # factor in [1 - c, 1 + c] around the picture's mean
+    # Real-world variety (0 = off, the earlier recipes' behaviour): other scanners, exporters and framings.
+    margin: float = 0.0  # with probability 1/2 the picture shrinks to a scale in [1 - margin, 1] (a black margin)
+    gamma: float = 0.0  # gamma in [1 / (1 + g), 1 + g] (log-uniform)
+    blur: float = 0.0  # probability of a Gaussian blur (sigma 1.2 px, mixed in with a random weight)
+    noise: float = 0.0  # Gaussian noise of standard deviation in [0, noise] grey levels, probability 1/2
+    bias_field: float = 0.0  # a smooth multiplicative field in [1 - b, 1 + b] (3 x 3 control points)
 
 
 def _uniform(n: int, spread: float, generator: torch.Generator) -> torch.Tensor:
@@ -74,6 +80,9 @@ def augment_batch(
     shift_x, shift_y = _uniform(n, 2 * config.shift, generator), _uniform(n, 2 * config.shift, generator)
     brightness = 1.0 + _uniform(n, config.brightness, generator).view(n, 1, 1, 1)
     contrast = 1.0 + _uniform(n, config.contrast, generator).view(n, 1, 1, 1)
+    if config.margin > 0:  # a larger sampling grid: the picture shrinks inside a black margin
+        shrink = 1.0 - torch.rand(n, generator=generator) * config.margin
+        scale = scale / torch.where(torch.rand(n, generator=generator) < 0.5, shrink, torch.ones(n))
     cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
     theta = torch.stack(
         [torch.stack([cos * mirror, -sin, shift_x], 1), torch.stack([sin * mirror, cos, shift_y], 1)], 1
@@ -83,7 +92,44 @@ def augment_batch(
     brightness, contrast = brightness.to(device), contrast.to(device)
     mean = pixels.mean(dim=(1, 2, 3), keepdim=True)
     pixels = ((pixels - mean) * contrast + mean) * brightness
+    pixels = _field_variety(pixels.clamp(0, 255), config, generator)
     return normalize_tensor(pixels.clamp(0, 255), contract)
+
+
+def _gaussian_kernel(sigma: float, device: torch.device) -> torch.Tensor:
+    radius = max(1, round(2.5 * sigma))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32, device=device)
+    kernel = torch.exp(-(x**2) / (2 * sigma**2))
+    return kernel / kernel.sum()
+
+
+def _field_variety(pixels: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+    """Gamma, bias field, blur and noise (each off at 0): other scanners' and exporters' looks, same anatomy."""
+    n, channels, height, width = pixels.shape
+    device = pixels.device
+    if config.gamma > 0:
+        log_gamma = _uniform(n, math.log1p(config.gamma), generator)
+        pixels = 255.0 * (pixels / 255.0).clamp_min(0) ** torch.exp(log_gamma).view(n, 1, 1, 1).to(device)
+    if config.bias_field > 0:
+        points = 1.0 + _uniform(n * 9, config.bias_field, generator).view(n, 1, 3, 3).to(device)
+        field = F.interpolate(points, size=(height, width), mode="bicubic", align_corners=True)
+        pixels = pixels * field
+    if config.blur > 0:
+        kernel = _gaussian_kernel(1.2, device)
+        size = kernel.numel()
+        blurred = F.conv2d(pixels, kernel.view(1, 1, 1, size).repeat(channels, 1, 1, 1), padding=(0, size // 2),
+                           groups=channels)
+        blurred = F.conv2d(blurred, kernel.view(1, 1, size, 1).repeat(channels, 1, 1, 1), padding=(size // 2, 0),
+                           groups=channels)
+        weight = torch.where(torch.rand(n, generator=generator) < config.blur, torch.rand(n, generator=generator),
+                             torch.zeros(n)).view(n, 1, 1, 1).to(device)
+        pixels = pixels * (1 - weight) + blurred * weight
+    if config.noise > 0:
+        spread = torch.where(torch.rand(n, generator=generator) < 0.5, torch.rand(n, generator=generator) * config.noise,
+                             torch.zeros(n)).view(n, 1, 1, 1)
+        grain = torch.randn((n, 1, height, width), generator=generator) * spread  # the same grain on the 3 channels
+        pixels = pixels + grain.to(device)
+    return pixels
 
 
 def plain_tensor(batch: np.ndarray | torch.Tensor, contract: ModelContract, *, mirror: bool = False) -> torch.Tensor:

@@ -16,6 +16,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from brainscan import RESEARCH_USE_NOTICE, __version__
 from brainscan.engine.errors import BrainscanError
@@ -149,11 +150,40 @@ def _warn_if_unverified(classifier: Classifier) -> None:
              "its results may come from altered weights")
 
 
-def _find_inputs(paths: Sequence[str], out: Path, show: bool) -> Discovery:
-    """Discovery with a running count of the files looked at (on a terminal); never the output folder."""
+class _NoBar:
+    """What a progress bar offers, doing nothing: tqdm is not even imported when no bar is shown."""
+
+    n = 0
+    total: int | None = None
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, count: int = 1) -> None:
+        self.n += count
+
+    def refresh(self) -> None:
+        pass
+
+    def set_postfix_str(self, *args: object, **kwargs: object) -> None:
+        pass
+
+
+def _bar(show: bool, **kwargs: object) -> Any:  # a tqdm bar, or a _NoBar
+    """A tqdm progress bar when ``show``, else a silent stand-in (tqdm's import costs about 45 ms)."""
+    if not show:
+        return _NoBar()
     from tqdm import tqdm
 
-    with tqdm(disable=not show, unit=" files", desc="finding files", dynamic_ncols=True) as bar:
+    return tqdm(dynamic_ncols=True, **kwargs)
+
+
+def _find_inputs(paths: Sequence[str], out: Path, show: bool) -> Discovery:
+    """Discovery with a running count of the files looked at (on a terminal); never the output folder."""
+    with _bar(show, unit=" files", desc="finding files") as bar:
         found = find_inputs(paths, exclude=[out], on_file=lambda count: bar.update(count - bar.n))
         bar.refresh()  # the final count stays on screen
         return found
@@ -204,9 +234,7 @@ def run_screen(args: argparse.Namespace) -> int:
                  + (f"; {run.remade} of them lack an output and are screened again for it" if run.remade else ""))
         previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
-            from tqdm import tqdm
-
-            with tqdm(total=len(run.todo), disable=not show, unit="frame", dynamic_ncols=True) as bar:
+            with _bar(show, total=len(run.todo), unit="frame") as bar:
                 for _ in run.results():
                     bar.update(1)
                     # a plain integer: set_postfix(errors=20000) shows tqdm's short form "2e+4"
@@ -243,10 +271,8 @@ def run_explain(args: argparse.Namespace) -> int:
     if classifier.device.note:
         _say(classifier.device.note)
     frame = load_explained_frame(args.file, args.frame)
-    from tqdm import tqdm
-
     slow = args.method == OCCLUSION  # a CAM method takes one network run: no bar
-    with tqdm(disable=not (slow and sys.stderr.isatty()), unit=" squares", desc=args.method, dynamic_ncols=True) as bar:
+    with _bar(slow and sys.stderr.isatty(), unit=" squares", desc=args.method) as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)

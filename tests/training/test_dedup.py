@@ -111,3 +111,15 @@ def test_fingerprint_changes_with_content_and_names_not_order(real_paths, tmp_pa
     renamed = files[0].with_name("renamed.jpg")
     files[0].rename(renamed)
     assert data_fingerprint([renamed, *files[1:]], root) != changed
+
+
+def test_mirrored_copies_are_grouped_only_when_asked(real_paths):
+    """The Kaggle set holds left-right mirrored copies of figshare slices (``match-boxes`` found 1,972)."""
+    pictures = [read_picture(p) for p in real_paths[:6]]
+    pictures.append(_reencoded(pictures[2][:, ::-1], 60))  # a mirrored, re-encoded copy of the third
+    hashes = [phash(p) for p in pictures]
+    plain = group_near_duplicates(hashes)
+    assert plain[6] != plain[2]  # a mirror image is not a near duplicate by hash
+    mirrored = group_near_duplicates(hashes, mirrored=[phash(p[:, ::-1]) for p in pictures])
+    assert mirrored[6] == mirrored[2]
+    assert len(set(mirrored[:6])) == len(set(plain[:6]))  # the others stay apart
