@@ -7,11 +7,11 @@ import pytest
 
 pytest.importorskip("torch")
 
-import torch  # noqa: E402
+import torch
 
-from trainer.augment import AugmentConfig, augment_batch  # noqa: E402
-from trainer.config import FitConfig  # noqa: E402
-from trainer.data import load_pictures  # noqa: E402
+from trainer.augment import AugmentConfig, augment_batch
+from trainer.config import FitConfig
+from trainer.data import load_pictures
 
 pytestmark = pytest.mark.trainer
 FIELD = AugmentConfig(margin=0.45, gamma=0.7, blur=0.3, noise=8.0, bias_field=0.3)
