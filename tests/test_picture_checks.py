@@ -45,6 +45,26 @@ def test_a_noise_only_frame_is_out_of_domain_as_noise(side):
     assert not in_domain and "noise" in reason
 
 
+def test_a_colour_photograph_is_out_of_domain_before_the_network():
+    ood = pytest.importorskip("trainer.ood_pictures")
+    rng = np.random.default_rng(11)
+    photos = [p for p in (ood.photograph(rng) for _ in range(30)) if not np.array_equal(p[..., 0], p[..., 1])]
+    assert len(photos) >= 5
+    for photo in photos:
+        in_domain, reason = check_picture(Frame(FrameRef(Path("holiday.jpg")), photo, None, None, "none", {}))
+        assert not in_domain and "colour picture" in reason
+
+
+def test_tinted_mri_exports_are_not_taken_for_colour_pictures():
+    tinted = [KAGGLE / "notumor" / name for name in ("Tr-no_1397.jpg", "Tr-no_0721.jpg", "Tr-no_0528.jpg")]
+    if not all(p.is_file() for p in tinted):
+        pytest.skip("the Kaggle training pictures are not here")
+    for path in tinted:  # the three most colourful Kaggle pictures (colourfulness 14.6-15.0)
+        frame = load_frame(FrameRef(path))
+        assert np.ptp(frame.picture.astype(int), axis=2).max() > 0  # really colour-encoded
+        assert check_picture(frame) == (True, "")
+
+
 def test_a_black_frame_with_a_tiny_blob_has_almost_no_foreground():
     grey = np.zeros((224, 224))
     grey[100:110, 100:110] = 200

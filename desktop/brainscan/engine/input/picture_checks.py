@@ -33,6 +33,11 @@ MIN_GREY_STD = 5.0  # grey standard deviation (0..255) below which a frame is bl
 MIN_FOREGROUND = 0.01  # share of the picture covered by the head mask below which there is almost no foreground
 MAX_NOISE_SHARE = 0.75  # share of the variation a 5 x 5 Gaussian blur removes (on the shrunk picture) above which
 # a frame is mostly noise
+# Colourfulness (Hasler and Suesstrunk 2003, on the picture shrunk to MASK_SIDE) above which a picture is a colour
+# photograph or drawing, not a grey MRI slice. Measured: Kaggle Training max 15.0 (99th percentile 1.3; a few
+# tinted exports), brain-mri-yes-no max 16.3, figshare originals 0; everyday colour photographs lie far above
+# ("moderately colourful" starts at 33 on that scale). Grey photographs are left to the model's domain guard.
+MAX_COLOURFULNESS = 30.0
 # A heat map with more than this share of its mass outside the head is a warning sign. Measured on every 10th Kaggle
 # Training JPG (571) with the shipped model, Grad-CAM of the predicted class: median 0.23, 90th percentile 0.40,
 # 99th 0.56, max 0.94; 21 of 571 above 0.5, so the warning starts above the 99th percentile.
@@ -100,22 +105,39 @@ def head_mask(picture: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class PictureFacts:
     """What the checks judge, measured once per frame: grey standard deviation, foreground fraction,
-    noise share, and the head mask at the shrunk size (for :func:`heat_outside`)."""
+    noise share, colourfulness, and the head mask at the shrunk size (for :func:`heat_outside`)."""
 
     grey_std: float
     foreground: float
     noise: float
     mask: np.ndarray  # bool, at most MASK_SIDE a side
+    colourfulness: float = 0.0
 
     def statistics(self) -> dict[str, float]:
-        return {"grey_std": self.grey_std, "foreground": self.foreground, "noise": self.noise}
+        return {"grey_std": self.grey_std, "foreground": self.foreground, "noise": self.noise,
+                "colourfulness": self.colourfulness}
+
+
+def colourfulness(picture: np.ndarray) -> float:
+    """Hasler and Suesstrunk's colourfulness of an RGB picture (0 for grey), on a copy shrunk to MASK_SIDE."""
+    if picture.ndim != 3 or picture.shape[2] < 3:
+        return 0.0
+    height, width = picture.shape[:2]
+    scale = MASK_SIDE / max(height, width)
+    if scale < 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        picture = cv2.resize(np.ascontiguousarray(picture[..., :3]), size, interpolation=cv2.INTER_AREA)
+    red, green, blue = (picture[..., i].astype(np.float32) for i in range(3))
+    rg, yb = red - green, 0.5 * (red + green) - blue
+    return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
 
 
 def picture_facts(picture: np.ndarray) -> PictureFacts:
     """Measure a picture once for the checks and the heat-outside share."""
     grey = grey_of(picture)
     mask, noise = _mask_small(grey)
-    return PictureFacts(float(grey.std()), float(np.count_nonzero(mask)) / mask.size, noise, mask > 0)
+    return PictureFacts(float(grey.std()), float(np.count_nonzero(mask)) / mask.size, noise, mask > 0,
+                        colourfulness(picture))
 
 
 def picture_statistics(picture: np.ndarray) -> dict[str, float]:
@@ -145,6 +167,8 @@ def check_statistics(figures: dict[str, float]) -> tuple[bool, str]:
         return False, f"almost no foreground ({100 * figures['foreground']:.1f} % of the picture)"
     if figures["noise"] > MAX_NOISE_SHARE:
         return False, f"mostly noise (a light blur removes {100 * figures['noise']:.0f} % of its variation)"
+    if figures.get("colourfulness", 0.0) > MAX_COLOURFULNESS:
+        return False, f"a colour picture (colourfulness {figures['colourfulness']:.0f}), not a grey MRI slice"
     return True, ""
 
 
