@@ -56,10 +56,12 @@ def test_screening_marks_a_photograph_out_of_domain_with_its_score(shipped, tmp_
     import cv2
 
     photo = ood.ood_pictures(count=1, seed=5)["photograph"][0]
-    cv2.imwrite(str(tmp_path / "holiday.png"), photo[..., ::-1])
-    (result,) = list(screen(discover([tmp_path]), shipped, cam_method="gradcam"))
-    assert result.in_domain is False
-    assert result.domain_score > 1 and "unlike the training pictures" in result.domain_reason
+    cv2.imwrite(str(tmp_path / "holiday.png"), cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY))  # grey: the guard judges
+    cv2.imwrite(str(tmp_path / "holiday-colour.png"), photo[..., ::-1])  # colour: the picture checks already do
+    colour, grey = sorted(screen(discover([tmp_path]), shipped, cam_method="gradcam"), key=lambda r: r.ref.path.name)
+    assert grey.in_domain is False
+    assert grey.domain_score > 1 and "unlike the training pictures" in grey.domain_reason
+    assert colour.in_domain is False and "colour picture" in colour.domain_reason
 
 
 def test_the_default_heat_map_is_the_heads(shipped):

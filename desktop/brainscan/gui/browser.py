@@ -127,6 +127,8 @@ class BrowserView(QTreeView):
         self.setIconSize(QSize(ICON_SIDE, ICON_SIDE))
         self.setUniformRowHeights(True)
         self.setHeaderHidden(True)
+        self.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # UID file names keep their start and end
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.setToolTip("Open images: a DICOM series per row, or the pictures of one folder")
         self.selectionModel().currentChanged.connect(self._on_current)

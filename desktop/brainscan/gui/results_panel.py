@@ -15,7 +15,7 @@ from PySide6.QtCore import (
     Qt,
     Signal,
 )
-from PySide6.QtGui import QColor, QFont
+from PySide6.QtGui import QColor, QFont, QFontMetrics
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QStyle,
     QTableView,
     QTableWidget,
     QTableWidgetItem,
@@ -307,6 +308,15 @@ class ResultsPanel(QWidget):
         filters.addWidget(self.search, 1)
         filters.addWidget(self.count_label)
 
+        self._syncing = False
+        self._shown_key: FrameKey | None = None  # the frame on screen, which a filter change never moves
+        # Connected before the view's selection model exists, so these run first: while the proxy drops,
+        # sorts or resets rows, the selection model moves its current row, which must not navigate.
+        for begin in (self.proxy.rowsAboutToBeRemoved, self.proxy.layoutAboutToBeChanged,
+                      self.proxy.modelAboutToBeReset):
+            begin.connect(self._begin_sync)
+        for end in (self.proxy.rowsRemoved, self.proxy.layoutChanged, self.proxy.modelReset):
+            end.connect(self._end_sync)
         self.table = QTableView()
         self.table.setModel(self.proxy)
         self.table.setSortingEnabled(True)
@@ -324,7 +334,6 @@ class ResultsPanel(QWidget):
         layout.addLayout(filters)
         layout.addWidget(self.table)
 
-        self._syncing = False
         self.set_classes(())
         self.class_combo.currentIndexChanged.connect(self._filters_changed)
         self.min_confidence.valueChanged.connect(self._filters_changed)
@@ -332,10 +341,13 @@ class ResultsPanel(QWidget):
         self.errors_only.toggled.connect(self._filters_changed)
         self.search.textChanged.connect(self._filters_changed)
         self.table.selectionModel().currentRowChanged.connect(self._on_current)
+        self.table.horizontalHeader().sortIndicatorChanged.connect(self._scroll_to_current)  # after the sort
         self.proxy.rowsInserted.connect(self._update_count)
         self.proxy.modelReset.connect(self._update_count)
         self.proxy.layoutChanged.connect(self._update_count)
         self.table_model.dataChanged.connect(self._update_count)  # a replaced record may change the counts
+        self.table_model.dataChanged.connect(self._fit_slice_column)  # a star may have come or gone
+        self.table_model.rowsInserted.connect(self._fit_slice_column)
 
     def set_classes(self, classes: tuple[str, ...]) -> None:
         self.table_model.set_classes(classes)
@@ -351,6 +363,20 @@ class ResultsPanel(QWidget):
         widths = {0: 200, 1: 70, 2: 50, 3: 95, len(self.table_model.columns) - len(TAIL_COLUMNS): 170}
         for column, title in enumerate(self.table_model.columns):
             header.resizeSection(column, widths.get(column, max(70, metrics.horizontalAdvance(title) + 24)))
+        self._fit_slice_column()
+
+    def _fit_slice_column(self, *_args: object) -> None:
+        """Size the Slice column to its widest text, the star of the most suspicious slice and bold included."""
+        model = self.table_model
+        texts = {position(r) for r in model.rows} | {"Slice"}
+        bold = QFont(self.table.font())
+        bold.setBold(True)
+        widest = max(QFontMetrics(bold).horizontalAdvance(text + " ★") for text in texts)
+        header = self.table.horizontalHeader()
+        width = max(widest + 2 * self.table.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin) + 12,
+                    header.sectionSizeFromContents(1).width())
+        if header.sectionSize(1) < width:
+            header.resizeSection(1, width)
 
     def current_filter(self) -> RowFilter:
         return RowFilter(
@@ -362,11 +388,38 @@ class ResultsPanel(QWidget):
         )
 
     def _filters_changed(self, *_args: object) -> None:
+        """A filter changed: the rows shown change, the frame on screen never does."""
         self.class_combo.setEnabled(not self.errors_only.isChecked())
         self.min_confidence.setEnabled(not self.errors_only.isChecked())
         self.domain_combo.setEnabled(not self.errors_only.isChecked())
-        self.proxy.set_filter(self.current_filter())
+        self._syncing = True
+        try:
+            self.proxy.set_filter(self.current_filter())
+        finally:
+            self._syncing = False
+        self.select_key(self._shown_key)
         self._update_count()
+
+    def _begin_sync(self, *_args: object) -> None:
+        self._syncing = True
+
+    def _end_sync(self, *_args: object) -> None:
+        self._syncing = False
+        if self._shown_key is not None and self.selected_key() != self._shown_key:
+            self.select_key(self._shown_key)  # the rows moved: keep the selection on the frame on screen
+
+    def _scroll_to_current(self, *_args: object) -> None:
+        current = self.table.selectionModel().currentIndex()
+        if current.isValid():
+            self.table.scrollTo(current, QAbstractItemView.ScrollHint.PositionAtCenter)
+
+    def shown_key_hidden(self) -> bool:
+        """Whether the frame on screen has a result that the filters hide."""
+        key = self._shown_key
+        source_row = self.table_model.row_of(key) if key is not None else None
+        if source_row is None:
+            return False
+        return not self.proxy.mapFromSource(self.table_model.index(source_row, 0)).isValid()
 
     def _update_count(self, *_args: object) -> None:
         total = self.table_model.rowCount()
@@ -378,7 +431,12 @@ class ResultsPanel(QWidget):
             text += f" · {errors} error{'s' if errors != 1 else ''}"
         if outside:
             text += f" · {outside} out of domain"
+        hidden = self.shown_key_hidden()
+        if hidden:
+            text += " · current slice hidden by the filter"
         self.count_label.setText(text)
+        self.count_label.setToolTip(
+            "The image on screen does not pass the filters: no row is selected" if hidden else "")
 
     def visible_keys(self) -> list[FrameKey]:
         return [tuple(self.proxy.index(r, 0).data(KEY_ROLE)) for r in range(self.proxy.rowCount())]
@@ -389,16 +447,17 @@ class ResultsPanel(QWidget):
         self.frameActivated.emit(tuple(current.data(KEY_ROLE)))
 
     def select_key(self, key: FrameKey | None) -> None:
-        """Select the row of ``key`` (when shown) without emitting ``frameActivated``."""
+        """The frame on screen is ``key``: select its row (when shown) without emitting ``frameActivated``;
+        no row is selected (and none is current) while the filters hide it."""
+        self._shown_key = key
         source_row = self.table_model.row_of(key) if key is not None else None
         self._syncing = True
         try:
-            if source_row is None:
-                self.table.selectionModel().clearSelection()
-                return
-            index = self.proxy.mapFromSource(self.table_model.index(source_row, 0))
+            index = QModelIndex() if source_row is None else self.proxy.mapFromSource(
+                self.table_model.index(source_row, 0))
             if not index.isValid():
-                self.table.selectionModel().clearSelection()
+                self.table.selectionModel().clear()  # no current row either: clicking any row navigates
+                self._update_count()
                 return
             self.table.selectionModel().setCurrentIndex(
                 index, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
@@ -406,6 +465,7 @@ class ResultsPanel(QWidget):
             self.table.scrollTo(index)
         finally:
             self._syncing = False
+        self._update_count()
 
     def selected_keys(self) -> list[FrameKey]:
         """The keys of every selected row (Ctrl- or Shift-click), in the table's order."""
@@ -436,7 +496,9 @@ class SeriesSummaryPanel(QTableWidget):
         self.cellClicked.connect(self._clicked)
         self._keys: list[FrameKey | None] = []
 
-    def show_summary(self, summary: list[SeriesSummary]) -> None:
+    def show_summary(self, summary: list[SeriesSummary], names: Mapping[str, str] | None = None) -> None:
+        """Show ``summary``; ``names`` are the series' names by UID (the UID's tail for the others)."""
+        names = names or {}
         self.setRowCount(len(summary))
         self._keys = []
         for row, entry in enumerate(summary):
@@ -446,7 +508,7 @@ class SeriesSummaryPanel(QTableWidget):
             probability = entry.max_tumour_probability
             verdict, verdict_tip, verdict_warning = verdict_cell(entry)
             cells = (
-                "…" + entry.series_uid[-12:],
+                names.get(entry.series_uid) or "…" + entry.series_uid[-12:],
                 verdict,
                 str(entry.slices),
                 str(entry.errors),
@@ -458,7 +520,7 @@ class SeriesSummaryPanel(QTableWidget):
             )
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                item.setToolTip(entry.series_uid if column == 0 else verdict_tip if column == 1 else text)
+                item.setToolTip(f"{text}\n{entry.series_uid}" if column == 0 else verdict_tip if column == 1 else text)
                 if column == 1 and verdict_warning:
                     item.setForeground(WARNING_COLOUR)
                 if column == 8 and entry.out_of_domain:

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QTextBrowser,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -42,19 +42,88 @@ DEVICE_LABELS = {
 Loader = Callable[[Path, str], Classifier]
 
 
-def model_card_html(card: dict[str, object]) -> str:
-    """The model card as a small HTML table (metrics and training as indented JSON)."""
+CARD_FIELDS = ("name", "version", "task", "classes", "architecture", "input_size", "test_time_augmentation",
+               "views_in_graph", "file", "sha256", "integrity", "intended_use")
+CARD_BLOCKS = ("metrics", "training")
+_ZERO_WIDTH_SPACE = "\u200b"
+
+
+def card_rows(card: dict[str, object]) -> list[tuple[str, str]]:
+    """The model card as (label, value) rows: plain text, metrics and training as indented JSON."""
     rows = []
-    for key in ("name", "version", "task", "classes", "architecture", "input_size", "test_time_augmentation",
-                "views_in_graph", "file", "sha256", "integrity", "intended_use"):
+    for key in CARD_FIELDS:
         value = card.get(key)
         text = ", ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
-        rows.append(f"<tr><td><b>{html.escape(key)}</b></td><td>{html.escape(text)}</td></tr>")
-    for key in ("metrics", "training"):
-        value = card.get(key) or {}
-        text = json.dumps(value, indent=1, default=str)[:4000]
-        rows.append(f"<tr><td><b>{key}</b></td><td><pre>{html.escape(text)}</pre></td></tr>")
-    return "<table cellspacing='4'>" + "".join(rows) + "</table>"
+        rows.append((key.replace("_", " ").capitalize(), text))
+    for key in CARD_BLOCKS:
+        rows.append((key.capitalize(), json.dumps(card.get(key) or {}, indent=1, default=str)[:4000]))
+    return rows
+
+
+def breakable(text: str, every: int = 24) -> str:
+    """``text`` with break opportunities in long unbroken runs (checksums, paths), so a wrapped label never
+    grows wider than its column."""
+    out, run = [], 0
+    for char in text:
+        out.append(char)
+        run = 0 if char.isspace() else run + 1
+        if char in "/\\_." or run >= every:
+            out.append(_ZERO_WIDTH_SPACE)
+            run = 0
+    return "".join(out)
+
+
+class ModelCardView(QScrollArea):
+    """The model card as a form: labels on one line at their own width, values word-wrapped in the stretching
+    column, selectable; scrolls vertically."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWidgetResizable(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.labels: list[QLabel] = []
+        self.values: list[QLabel] = []
+        self._text = ""
+        self.show_message("")
+
+    def _reset(self) -> QFormLayout:
+        body = QWidget()
+        form = QFormLayout(body)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.DontWrapRows)
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.setWidget(body)
+        self.labels, self.values = [], []
+        return form
+
+    def show_card(self, card: dict[str, object]) -> None:
+        form = self._reset()
+        rows = card_rows(card)
+        for title, text in rows:
+            label = QLabel(f"<b>{html.escape(title)}</b>")
+            label.setMinimumWidth(label.sizeHint().width())  # never squeezed into one letter per line
+            value = QLabel()
+            value.setTextFormat(Qt.TextFormat.PlainText)
+            value.setText(text if title.lower() in CARD_BLOCKS else breakable(text))
+            value.setWordWrap(True)
+            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            if title.lower() in CARD_BLOCKS:
+                value.setStyleSheet("font-family: monospace;")
+            value.setToolTip(text if len(text) < 300 else "")
+            form.addRow(label, value)
+            self.labels.append(label)
+            self.values.append(value)
+        self._text = "\n".join(f"{title}\t{text}" for title, text in rows)
+
+    def show_message(self, text: str) -> None:
+        form = self._reset()
+        message = QLabel(text)
+        message.setWordWrap(True)
+        form.addRow(message)
+        self._text = text
+
+    def toPlainText(self) -> str:
+        return self._text
 
 
 class SettingsDialog(QDialog):
@@ -110,7 +179,7 @@ class SettingsDialog(QDialog):
         self.error_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.error_label.setStyleSheet("QLabel { color: #b00020; font-weight: bold; }")
         self.error_label.hide()
-        self.card_view = QTextBrowser()
+        self.card_view = ModelCardView()
         self.card_view.setMinimumHeight(260)
         notice = QLabel(RESEARCH_USE_NOTICE)
         notice.setStyleSheet("color: #8a5a00;")
@@ -128,9 +197,9 @@ class SettingsDialog(QDialog):
         layout.addWidget(notice)
         layout.addWidget(buttons)
         if current is not None:
-            self.card_view.setHtml(model_card_html(current.model_card()))
+            self.card_view.show_card(current.model_card())
         else:
-            self.card_view.setPlainText("No model in use.")
+            self.card_view.show_message("No model in use.")
 
     @property
     def model_path(self) -> Path:
@@ -156,10 +225,10 @@ class SettingsDialog(QDialog):
         except BrainscanError as exc:
             self.error_label.setText(f"This model cannot be used: {exc}")
             self.error_label.show()
-            self.card_view.setPlainText("The model in use is kept.")
+            self.card_view.show_message("The model in use is kept.")
             return None
         self.error_label.hide()
-        self.card_view.setHtml(model_card_html(classifier.model_card()))
+        self.card_view.show_card(classifier.model_card())
         return classifier
 
     def check(self) -> bool:

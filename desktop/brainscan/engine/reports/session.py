@@ -19,6 +19,7 @@ from brainscan.engine.reports import common, privacy
 from brainscan.engine.reports.content import MAX_TABLE_ROWS, MAX_THUMBNAILS, build_content
 from brainscan.engine.reports.flags import ReviewRule
 from brainscan.engine.reports.thumbnails import (
+    DEFAULT_THRESHOLD,
     MAX_SIDE,
     THUMBNAILS_DIR,
     make_thumbnail,
@@ -50,6 +51,7 @@ class ReportOptions:
     formats: tuple[str, ...]
     colormap: str = "jet"
     opacity: float = 0.45
+    threshold: float = DEFAULT_THRESHOLD
     keep_identifiers: bool = False
     deidentify: bool = False
     rule: ReviewRule = field(default_factory=ReviewRule)
@@ -118,7 +120,8 @@ class ReportSession:
         try:
             if self.thumbnails is not None:
                 picture = make_thumbnail(result.frame.picture, result.heat, colormap=self.options.colormap,
-                                         opacity=self.options.opacity, max_side=self.options.thumbnail_side)
+                                         opacity=self.options.opacity, threshold=self.options.threshold,
+                                         max_side=self.options.thumbnail_side)
                 path = self.thumbnails / thumbnail_name(result.ref.path, result.ref.frame)
                 common.write_atomic(path, png_bytes(picture))
             if self.dicom is not None:

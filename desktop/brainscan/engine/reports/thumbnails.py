@@ -16,6 +16,7 @@ from brainscan.engine.model.overlay import blend, colormap_lut
 
 THUMBNAILS_DIR = "thumbnails"
 MAX_SIDE = 192
+DEFAULT_THRESHOLD = 0.2  # heat under it stays uncoloured: the viewer's default, and the CLI's
 
 
 def frame_stem(path: str | Path, frame: int) -> str:
@@ -46,14 +47,17 @@ def make_thumbnail(
     *,
     colormap: str = "jet",
     opacity: float = 0.45,
+    threshold: float = DEFAULT_THRESHOLD,
     max_side: int = MAX_SIDE,
 ) -> np.ndarray:
-    """The picture with its heat map blended in (when there is one), at most ``max_side`` pixels a side."""
+    """The picture with its heat map blended in (when there is one) where the heat reaches ``threshold``, as the
+    viewer draws it and its PNG export writes it, at most ``max_side`` pixels a side."""
     small = shrink(picture, max_side)
     if heat is None:
         return np.ascontiguousarray(small)
     small_heat = cv2.resize(heat.astype(np.float32), (small.shape[1], small.shape[0]), interpolation=cv2.INTER_AREA)
-    return blend(small, np.clip(small_heat, 0.0, 1.0), colormap=colormap, opacity=opacity)
+    return blend(small, np.clip(small_heat, 0.0, 1.0), colormap=colormap, opacity=opacity,
+                 threshold=threshold)
 
 
 def colour_bar(colormap: str, width: int = 256, height: int = 12) -> np.ndarray:

@@ -32,7 +32,7 @@ from brainscan.engine.input.frames import FrameRef
 from brainscan.engine.model.inference import Classifier
 from brainscan.engine.model.overlay import blend, caption, write_png
 from brainscan.engine.reports import ReportError, ReportOptions, ReportOutcome, ReportSession, privacy
-from brainscan.engine.reports.thumbnails import frame_stem
+from brainscan.engine.reports.thumbnails import DEFAULT_THRESHOLD, frame_stem
 from brainscan.engine.results.cells import path_text
 from brainscan.engine.results.record import FrameKey, FrameResult, frame_key
 from brainscan.engine.results.series import SeriesSummary
@@ -65,6 +65,7 @@ class RunSettings:
     cam_method: str | None = "gradcam"
     colormap: str = "jet"
     opacity: float = 0.45
+    threshold: float = DEFAULT_THRESHOLD  # heat under it stays uncoloured in thumbnails and saved overlays
     batch_size: int = DEFAULT_BATCH_SIZE
     save_overlays: bool = False
     report_formats: tuple[str, ...] = ()
@@ -130,6 +131,7 @@ class FolderRun:
             self.reports = ReportSession(
                 settings.out,
                 ReportOptions(settings.report_formats, colormap=settings.colormap, opacity=settings.opacity,
+                              threshold=settings.threshold,
                               keep_identifiers=settings.keep_identifiers, deidentify=settings.deidentify,
                               verdict_rule=self.verdict_rule),
                 application_version=__version__, model_card=classifier.model_card(), cam_method=settings.cam_method,
@@ -212,7 +214,8 @@ class FolderRun:
     def _save_overlay(self, result: FrameResult) -> None:
         if not result.ok or result.frame is None or result.heat is None or self.overlays is None:
             return
-        mixed = blend(result.frame.picture, result.heat, colormap=self.settings.colormap, opacity=self.settings.opacity)
+        mixed = blend(result.frame.picture, result.heat, colormap=self.settings.colormap, opacity=self.settings.opacity,
+                      threshold=self.settings.threshold)
         text = f"{result.label} {result.confidence:.2f} | {self.settings.cam_method} | research use only"
         target = self.overlays / overlay_name(result.ref)
         try:

@@ -27,6 +27,7 @@ from brainscan.engine.model.cam import CLASS_INDEPENDENT, METHODS, cam_on_pictur
 from brainscan.engine.model.contract import ModelContract
 from brainscan.engine.model.inference import Prediction
 from brainscan.engine.model.overlay import COLORMAPS, blend, caption, colormap_lut
+from brainscan.engine.reports.thumbnails import DEFAULT_THRESHOLD
 from brainscan.engine.viewer.evented import EventedField, EventedModel
 
 PREDICTED = -1  # target "the predicted class"
@@ -57,7 +58,7 @@ class OverlaySettings:
     method: str = "gradcam"
     opacity: float = 0.45
     colormap: str = "jet"
-    threshold: float = 0.2
+    threshold: float = DEFAULT_THRESHOLD
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:

@@ -45,6 +45,7 @@ class SeriesGroup:
     title: str
     kind: str
     refs: list[FrameRef] = field(default_factory=list)
+    name: str = ""  # the title without the count: "3 · t1_mprage_sag", or the folder and UID tail
 
     def __len__(self) -> int:
         return len(self.refs)
@@ -61,8 +62,27 @@ def _group_key(ref: FrameRef) -> tuple[str, str, str]:
     return f"folder:{folder}", "images", folder
 
 
-def _series_title(ref: FrameRef, count: int) -> str:
-    return f"{Path(ref.path).parent.name or Path(ref.path).parent} · series …{ref.series_uid[-8:]} ({count})"
+def series_tags_name(path: str | Path) -> str:
+    """``"Series Number · Series Description"`` from a DICOM file's header, as much of it as is there ("" when
+    neither tag is, or the header cannot be read)."""
+    from pydicom.errors import InvalidDicomError
+
+    from brainscan.engine.input.dicom_header import import_pydicom
+
+    try:
+        ds = import_pydicom().dcmread(path, stop_before_pixels=True, force=True,
+                                      specific_tags=["SeriesNumber", "SeriesDescription"])
+    except (OSError, ValueError, TypeError, AttributeError, KeyError, InvalidDicomError):
+        return ""
+    number = str(ds.get("SeriesNumber", "") or "").strip()
+    description = str(ds.get("SeriesDescription", "") or "").strip()
+    return " · ".join(part for part in (number, description) if part)
+
+
+def series_name(ref: FrameRef) -> str:
+    """What people call a DICOM series: ``"Series Number · Series Description"`` when the tags are there, else
+    its folder and the tail of its UID."""
+    return series_tags_name(ref.path) or f"{Path(ref.path).parent.name or Path(ref.path).parent} · series …{ref.series_uid[-8:]}"
 
 
 def group_refs(refs: Iterable[FrameRef]) -> list[SeriesGroup]:
@@ -77,10 +97,11 @@ def group_refs(refs: Iterable[FrameRef]) -> list[SeriesGroup]:
     for group in groups.values():
         first = group.refs[0]
         if group.kind == "series":
-            group.title = _series_title(first, len(group))
+            group.name = series_name(first)
         else:
             folder = Path(first.path).parent
-            group.title = f"{folder.name or folder} · images ({len(group)})"
+            group.name = f"{folder.name or folder} · images"
+        group.title = f"{group.name} ({len(group)})"
     return list(groups.values())
 
 
@@ -122,6 +143,10 @@ class ViewerSession:
         if self.group_index < 0 and self.groups:
             self.group_index, self.position = 0, 0
         return changed
+
+    def series_names(self) -> dict[str, str]:
+        """Each open DICOM series' name (:func:`series_name`) by its Series Instance UID."""
+        return {g.refs[0].series_uid: g.name for g in self.groups if g.kind == "series" and g.refs}
 
     def clear(self) -> None:
         self.groups.clear()

@@ -112,7 +112,7 @@ class BatchPresenter(QObject):
             return
         summary = series_summary(self.results_panel.table_model.rows, classifier.classes,
                                  VerdictRule.from_contract(classifier.contract))
-        self.series_panel.show_summary(summary)
+        self.series_panel.show_summary(summary, self.controller.session.series_names())
         self.results_panel.table_model.set_suspicious(most_suspicious_keys(summary))
 
     def _on_finished(self, cancelled: bool, failure: str) -> None:

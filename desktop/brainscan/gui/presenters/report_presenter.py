@@ -92,6 +92,7 @@ class ReportPresenter(QObject):
         overlay = self.controller.overlay.value
         settings = RunSettings(
             out=request.folder, cam_method=overlay.method, colormap=overlay.colormap, opacity=overlay.opacity,
+            threshold=overlay.threshold,
             report_formats=request.formats, keep_identifiers=request.keep_identifiers,
             deidentify=request.deidentify, inputs=tuple(sorted({str(ref.path) for ref in request.refs})),
             device_requested=self.settings.device,

@@ -1,0 +1,169 @@
+"""Issue 15, tried as a researcher would on real series: filters never move the slice on screen, the
+settings dialog's model card reads, the Slice column holds its star, series and files are named for people,
+report thumbnails honour the threshold, and the results table is usable at 1280 x 800."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("PySide6")
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QFont, QFontMetrics
+from viewer_helpers import classify_and_wait, open_and_show
+
+import dicom_factory as factory
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def classified(qtbot, window, gui_data):
+    """The 16-slice series and the 8 Kaggle JPGs, opened and classified."""
+    open_and_show(qtbot, window, [gui_data.series.folder, gui_data.jpgs])
+    qtbot.waitUntil(lambda: len(window.controller.session) == 24, timeout=10_000)
+    classify_and_wait(qtbot, window)
+    return window
+
+
+def _click_row(qtbot, panel, row: int) -> None:
+    table = panel.table
+    rect = table.visualRect(panel.proxy.index(row, 0))
+    qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+
+
+def test_a_filter_change_never_moves_the_slice_on_screen(qtbot, classified):
+    w = classified
+    panel, session = w.results_panel, w.controller.session
+    series = [k for k in panel.table_model.keys if session.results[k].series_uid]
+    target = min(series, key=lambda k: session.results[k].confidence)  # the least confident slice of the series
+    w.controller.go_to(target)
+    assert panel.selected_key() == target
+    confidences = sorted(r.confidence for r in session.results.values())
+    panel.min_confidence.setValue(round((session.results[target].confidence + confidences[-1]) / 2, 2))
+    assert 0 < panel.proxy.rowCount() < 24  # the filter hides the slice on screen, not every row
+    assert session.current_key == target
+    assert panel.table.selectionModel().selectedRows() == [] and panel.selected_key() is None
+    assert panel.shown_key_hidden() and "current slice hidden by the filter" in panel.count_label.text()
+    panel.min_confidence.setValue(0.0)  # the slice on screen passes again: its row is selected again
+    assert session.current_key == target and panel.selected_key() == target
+    assert "hidden" not in panel.count_label.text()
+    other = next(k for k in series if k != target)
+    qtbot.keyClicks(panel.search, session.results[other].name)  # a search for another slice: no jump to it
+    assert panel.proxy.rowCount() == 1
+    assert session.current_key == target and panel.selected_key() is None
+    _click_row(qtbot, panel, 0)  # selecting a row still navigates
+    assert session.current_key == other and panel.selected_key() == other
+
+
+@pytest.mark.parametrize("size", [(900, 650), (640, 480)])
+def test_the_model_card_labels_read_on_one_line_and_the_values_take_the_width(qtbot, window, size):
+    dialog = window.models.settings_dialog()
+    qtbot.addWidget(dialog)
+    dialog.resize(*size)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    card = dialog.card_view
+    assert "tiny-test-model" in card.toPlainText() and card.labels
+    line = card.labels[0].fontMetrics().height()
+    for label, value in zip(card.labels, card.values, strict=True):
+        assert label.height() < 2 * line, f"{label.text()} wraps"
+        assert label.width() >= label.fontMetrics().horizontalAdvance(label.text()[3:-4]) * 0.9
+        assert value.width() > label.width() or label.text() == "<b>Test time augmentation</b>"
+        assert value.geometry().right() <= card.viewport().width()  # no value runs off the card
+
+
+@pytest.fixture
+def desktop_font(qapp):
+    """An 11 pt desktop font, as on the researcher's screen (offscreen Qt's default is 9 pt)."""
+    before = qapp.font()
+    font = QFont(before)
+    font.setPointSize(11)
+    qapp.setFont(font)
+    yield
+    qapp.setFont(before)
+
+
+def test_the_slice_column_holds_the_star_of_the_most_suspicious_slice(qtbot, desktop_font, window, tmp_path):
+    series = factory.write_sagittal_series(tmp_path / "long", factory.kaggle_images(120, "glioma", start=0, step=3))
+    open_and_show(qtbot, window, [series.folder])
+    qtbot.waitUntil(lambda: len(window.controller.session) == 120, timeout=20_000)
+    classify_and_wait(qtbot, window, timeout=120_000)
+    panel = window.results_panel
+    model = panel.table_model
+    starred = [row for row, key in enumerate(model.keys) if key in model.suspicious]
+    assert len(starred) == 1
+    index = model.index(starred[0], 1)
+    text = index.data()
+    assert text.endswith("★") and "/120" in text
+    font = index.data(Qt.ItemDataRole.FontRole)
+    needed = QFontMetrics(font).horizontalAdvance(text)
+    assert panel.table.horizontalHeader().sectionSize(1) >= needed + 8, "the star is cut off"
+
+
+def test_series_are_named_by_number_and_description_and_long_file_names_elide_in_the_middle(qtbot, classified):
+    w = classified
+    series = w.browser.browser_model.item(0)
+    assert series.text() == "3 · t1_mprage_sag (synthetic wrapping of a real slice) (16)"
+    summary = w.series_panel
+    assert summary.rowCount() == 1 and summary.item(0, 0).text().startswith("3 · t1_mprage_sag")
+    assert w.controller.session.groups[0].refs[0].series_uid in summary.item(0, 0).toolTip()
+    assert w.browser.textElideMode() == Qt.TextElideMode.ElideMiddle
+    child = series.child(0)
+    assert child.toolTip().startswith(str(w.controller.session.groups[0].refs[0].path))
+
+
+def test_a_series_without_description_or_number_keeps_its_folder_and_uid_name(gui_data, tmp_path):
+    import shutil
+
+    import pydicom
+
+    from brainscan.engine.input.discovery import discover
+    from brainscan.engine.viewer.state import group_refs
+
+    folder = tmp_path / "anonymous"
+    shutil.copytree(gui_data.series.folder, folder)
+    for path in folder.iterdir():
+        ds = pydicom.dcmread(path)
+        del ds.SeriesDescription, ds.SeriesNumber
+        ds.save_as(path)
+    (group,) = group_refs(discover([folder]))
+    assert group.title == f"anonymous · series …{group.refs[0].series_uid[-8:]} (16)"
+
+
+def test_report_thumbnails_honour_the_threshold_of_the_heat_map_panel(qtbot, window, gui_data, tmp_path):
+    import cv2
+    import numpy as np
+
+    from brainscan.engine.reports.thumbnails import shrink, thumbnail_name
+    from brainscan.gui.report_dialog import ReportRequest
+
+    open_and_show(qtbot, window, [gui_data.series.folder])
+    window.overlay.threshold = 0.95  # only the hottest spots coloured
+    series = window.reports.scopes()["series"]
+    with qtbot.waitSignal(window.reports.finished, timeout=60_000):
+        assert window.reports.write(ReportRequest("series", tuple(series), ("html",), tmp_path / "report"))
+    folder = tmp_path / "report" / "thumbnails"
+    assert len(list(folder.glob("*.png"))) == 16
+    untouched = []
+    for ref in series:
+        drawn = cv2.imread(str(folder / thumbnail_name(ref.path, ref.frame)))[..., ::-1]
+        frame = window.controller.frame_of((str(ref.path), ref.frame))
+        plain = shrink(frame.picture) if frame is not None else None
+        if plain is not None and plain.shape == drawn.shape:
+            untouched.append(float(np.mean(np.all(drawn == plain, axis=-1))))
+    assert untouched, "no frame to compare with"
+    assert min(untouched) > 0.5, "most of each thumbnail shows the plain picture at threshold 0.95"
+
+
+def test_after_sorting_the_table_scrolls_to_the_selected_row(qtbot, classified):
+    w = classified
+    panel, table = w.results_panel, w.results_panel.table
+    table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
+    w.controller.go_to(panel.visible_keys()[0])  # the first row, in view at the top
+    key = panel.selected_key()
+    assert table.verticalScrollBar().maximum() > 0, "the table shows every row: nothing to scroll"
+    table.sortByColumn(0, Qt.SortOrder.DescendingOrder)  # it moves to the bottom: the view follows
+    assert panel.selected_key() == key and w.controller.session.current_key == key
+    rect = table.visualRect(table.selectionModel().currentIndex())
+    assert table.viewport().rect().contains(rect.center()), "the selected row is out of sight after sorting"
