@@ -32,6 +32,7 @@ from brainscan.engine.reports import ReportError, ReviewRule, parse_formats
 from brainscan.engine.reports import common as report_common
 from brainscan.engine.reports.content import build_content
 from brainscan.engine.reports.html_report import render_html
+from brainscan.engine.results.names import display_name, display_text
 from brainscan.engine.results.record import FrameRecord
 from brainscan.engine.results.rows import read_records
 from tiny_models import FOUR_CLASSES, build_tiny_model
@@ -208,10 +209,10 @@ def test_pdf_holds_classes_probabilities_model_card_provenance_and_the_notice_on
     text = "\n".join(pages)
     flat = normalised(text)
     for name in FOUR_CLASSES:
-        assert f"p({name})" in flat
+        assert normalised(f"p({display_name(name)})") in flat
     for row in rows(full_run.out):
         assert f"{float(row['p_glioma']):.3f}" in text
-        assert row["label"] in text
+        assert display_name(row["label"]) in text
     run = json.loads((full_run.out / "results.json").read_text())["run"]
     for fact in (run["model"]["sha256"], run["onnxruntime"], "CPUExecutionProvider", "gradcam", "tiny-conv",
                  "tiny-test-model", "Modelcard", "Provenance", "Heatmaps"):
@@ -242,7 +243,7 @@ def test_html_is_self_contained_and_holds_the_same(full_run):
     for row in rows(full_run.out):
         assert f"{float(row['p_pituitary']):.3f}" in html
     for name in FOUR_CLASSES:
-        assert f"p({name})" in html
+        assert f"p({display_name(name)})" in html
     assert "Model card" in html and "Provenance" in html and "Series" in html
     flagged = sum(bool(ReviewRule().reasons({c: float(r[f"p_{c}"]) for c in FOUR_CLASSES})) for r in rows(full_run.out))
     warned = sum(r["in_domain"] == "false" or float(r["heat_outside"] or 0) > HEAT_OUTSIDE_WARNING
@@ -518,7 +519,8 @@ def test_both_reports_show_each_series_verdict_and_the_rule_once(full_run):
     flat = normalised("\n".join(pdf_pages(full_run.out / "report.pdf")))
     assert flat.count(normalised(sentence)) == 1
     for entry in series:
-        assert escape(entry["verdict_text"]) in html and normalised(entry["verdict_text"]) in flat
+        shown = display_text(entry["verdict_text"], entry["verdict"])  # the raw name stays in results.json
+        assert escape(shown) in html and normalised(shown) in flat
     run = json.loads((full_run.out / "results.json").read_text())["run"]
     strict = VerdictRule(min_in_domain_share=1.0, min_probability=0.99)
     content = build_content(full_run.out, records(full_run.out), run, FOUR_CLASSES, verdict_rule=strict)
@@ -669,3 +671,51 @@ def test_thumbnail_note_counts_every_classified_frame_when_one_has_no_thumbnail(
     assert "the 3 most suspicious of the 8 of 9 classified frames that have a thumbnail" in html
     assert "of 8 classified frames" not in html  # nine were classified
     assert "1 classified frame has no thumbnail" in html
+
+
+def test_reports_show_paths_relative_to_the_inputs_common_folder_named_once(full_run, inputs):
+    from brainscan.engine.reports.pdf_report import render_pdf
+
+    run = json.loads((full_run.out / "results.json").read_text())
+    assert all(Path(row["path"]).is_absolute() for row in rows(full_run.out))  # results.csv keeps absolute paths
+    content = build_content(full_run.out, records(full_run.out), run["run"], FOUR_CLASSES)
+    root = str(inputs.root.resolve())
+    assert content.common_folder == inputs.root.resolve()
+    assert [e.path for e in content.table if e.path.startswith("raster")]  # raster/<name>.jpg, not the absolute path
+    assert all(not Path(e.path).is_absolute() for e in content.table) and all(not i.path.startswith("/")
+                                                                               for i in content.inputs)
+    html = render_html(content)
+    assert html.count(root) == 1 and "common folder" in html
+    assert "<td>dicom/study/slice1.dcm</td>" in html.replace("\\", "/")
+    pdf = normalised("\n".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(render_pdf(content))).pages))
+    assert pdf.count(normalised(root)) == 1
+
+
+def test_a_single_input_file_is_shown_by_name_under_its_folder(full_run, inputs):
+    one = [r for r in records(full_run.out) if r.path.name == inputs.jpgs[0].name]
+    run = json.loads((full_run.out / "results.json").read_text())["run"]
+    content = build_content(full_run.out, one, run, FOUR_CLASSES)
+    assert content.common_folder == inputs.raster.resolve()
+    assert content.table[0].path == inputs.jpgs[0].name and content.inputs[0].path == inputs.jpgs[0].name
+    assert str(inputs.raster.resolve()) in content.folder_line()
+
+
+def test_reports_show_class_display_names_and_the_records_keep_the_raw_ones(full_run):
+    from brainscan.engine.reports.pdf_report import render_pdf
+
+    html = (full_run.out / "report.html").read_text(encoding="utf-8")
+    assert "<td>No tumour</td>" in html and "p(No tumour)" in html and "<td>notumor</td>" not in html
+    labels = {row["label"] for row in rows(full_run.out)}
+    assert labels <= set(FOUR_CLASSES)  # results.csv keeps the raw names
+    run = json.loads((full_run.out / "results.json").read_text())["run"]
+    content = build_content(full_run.out, records(full_run.out), run, FOUR_CLASSES)
+    assert [row[0] for row in content.class_rows()[1:]] == ["Glioma", "Meningioma", "No tumour", "Pituitary"]
+    pdf = "\n".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(render_pdf(content))).pages)
+    assert "No tumour" in pdf and "p(notumor)" not in normalised(pdf)
+
+
+def test_display_names_of_classes():
+    assert [display_name(n) for n in ("glioma", "meningioma", "notumor", "pituitary")] == [
+        "Glioma", "Meningioma", "No tumour", "Pituitary"]
+    assert display_name("acoustic_neuroma") == "Acoustic Neuroma" and display_name("") == ""
+    assert display_text("notumor: 4 of 4 in-domain slices", "notumor") == "No tumour: 4 of 4 in-domain slices"

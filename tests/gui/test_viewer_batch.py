@@ -30,7 +30,7 @@ def test_a_batch_fills_the_table_and_a_broken_file_does_not_stop_it(qtbot, windo
     errors = [row for row in model.rows if not row.ok]
     assert [row.name for row in errors] == ["cut-short.jpg"]
     assert "copy it again" in errors[0].error
-    assert "1 could not be read" in window.statusBar().currentMessage()
+    assert "1 could not be read" in window.status.current_message()
     assert window.status.progress.isHidden()
     assert window.actions_.classify.isEnabled() and not window.actions_.cancel.isEnabled()
 
@@ -101,7 +101,7 @@ def test_cancel_stops_the_batch_and_a_second_run_finishes_the_rest(qtbot, window
     assert blocker.args == [True]
     done = window.results_panel.table_model.rowCount()
     assert done < total
-    assert "Cancelled" in window.statusBar().currentMessage()
+    assert "Cancelled" in window.status.current_message()
     assert window.pool.running <= 1  # only the idle frame loader may remain
     classify_and_wait(qtbot, window)
     assert window.results_panel.table_model.rowCount() == total

@@ -11,6 +11,8 @@ pytest.importorskip("PySide6")
 from PySide6.QtCore import Qt
 from viewer_helpers import classify_and_wait, open_and_show
 
+from brainscan.engine.results.names import display_name
+
 pytestmark = pytest.mark.gui
 
 
@@ -39,7 +41,7 @@ def test_a_frame_out_of_domain_is_greyed_in_the_table_with_its_reason(qtbot, win
     _replace(window, key, in_domain=False, domain_reason="almost no foreground")
     row = model.row_of(key)
     cell = model.index(row, 3)
-    assert cell.data() == label  # the class is kept for research
+    assert cell.data() == display_name(label)  # the class is kept for research (by its display name)
     assert cell.data(Qt.ItemDataRole.FontRole).italic()
     assert cell.data(Qt.ItemDataRole.ForegroundRole).name() == "#8a8f96"
     assert "almost no foreground" in cell.data(Qt.ItemDataRole.ToolTipRole)
@@ -118,13 +120,13 @@ def test_the_series_summary_shows_the_series_verdict(qtbot, window, gui_data):
     keys = panel.table_model.keys
     for key in keys:
         _replace(window, key, label="notumor", in_domain=True)
-    assert summary.item(0, column).text() == "notumor"
+    assert summary.item(0, column).text() == "No tumour"
     for key in keys[:3]:
         _replace(window, key, label="pituitary", probabilities={"glioma": 0.01, "meningioma": 0.01, "notumor": 0.01,
                                                                 "pituitary": 0.97})
-    assert summary.item(0, column).text() == "pituitary"
-    assert summary.item(0, column).toolTip() == f"pituitary: 3 of {len(keys)} in-domain slices at p >= 0.90"
+    assert summary.item(0, column).text() == "Pituitary"
+    assert summary.item(0, column).toolTip() == f"Pituitary: 3 of {len(keys)} in-domain slices at p >= 0.90"
     for key in keys[:-3]:  # 3 of 16 in domain, 4 needed
         _replace(window, key, in_domain=False, domain_reason="blank picture")
-    assert summary.item(0, column).text() == "out_of_domain"
+    assert summary.item(0, column).text() == "Out of domain"
     assert summary.item(0, column).foreground().color().name() == "#e8870e"

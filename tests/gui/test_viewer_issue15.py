@@ -167,3 +167,69 @@ def test_after_sorting_the_table_scrolls_to_the_selected_row(qtbot, classified):
     assert panel.selected_key() == key and w.controller.session.current_key == key
     rect = table.visualRect(table.selectionModel().currentIndex())
     assert table.viewport().rect().contains(rect.center()), "the selected row is out of sight after sorting"
+
+
+def test_the_results_table_shows_at_least_eight_rows_at_1280_by_800(qtbot, desktop_font, classified):
+    w = classified
+    w.resize(1280, 800)
+    qtbot.waitExposed(w)
+    qtbot.wait(50)
+    table = w.results_panel.table
+    viewport = table.viewport().rect()
+    shown = [row for row in range(w.results_panel.proxy.rowCount())
+             if viewport.contains(table.visualRect(w.results_panel.proxy.index(row, 0)))]
+    assert len(shown) >= 8, f"only {len(shown)} rows of the results table in view"
+    assert w.view.height() >= 250, "the image area is no longer usable"
+
+
+def test_a_long_status_message_is_elided_with_the_full_text_as_tooltip(qtbot, window):
+    status = window.status
+    status.device_label.setText("CPU · tiny-test-model (a long device description)")
+    text = "Opening " + ", ".join(f"a-rather-long-file-name-{i}.dcm" for i in range(40)) + " — the end"
+    status.message(text)
+    qtbot.wait(50)
+    label = status.message_label
+    assert status.current_message() == text and label.toolTip() == text
+    assert label.text() != text and "…" in label.text()
+    assert label.text().startswith("Opening") and label.text().endswith("the end")  # elided in the middle
+    assert label.fontMetrics().horizontalAdvance(label.text()) <= label.contentsRect().width()
+    assert label.geometry().right() < status.device_label.geometry().left(), "the message runs under the device"
+    status.message("Short.")
+    assert label.text() == "Short." and status.current_message() == "Short."
+
+
+def test_the_welcome_text_is_informational_and_only_a_failure_is_red(qtbot, window, gui_data):
+    message = window.view.message
+    assert message.isVisible() and "Open images" in message.text()
+    assert message.property("kind") == "info"
+    assert "60, 0, 0" not in message.styleSheet() and "#ffe0e0" not in message.styleSheet()
+    broken = (str(gui_data.broken / "cut-short.jpg"), 0)
+    with qtbot.waitSignal(window.controller.frameFailed, timeout=10_000, check_params_cb=lambda key, _m: key == broken):
+        window.opening.open_paths([gui_data.broken])
+    assert message.isVisible() and "cannot be shown" in message.text()
+    assert message.property("kind") == "error"
+
+
+def test_classes_show_by_display_name_and_filter_by_the_raw_name(qtbot, classified):
+    w = classified
+    panel, session = w.results_panel, w.controller.session
+    texts = {panel.class_combo.itemText(i): panel.class_combo.itemData(i) for i in range(panel.class_combo.count())}
+    assert texts["No tumour"] == "notumor" and texts["Glioma"] == "glioma" and "notumor" not in texts
+    targets = [w.overlay_panel.target_combo.itemText(i) for i in range(w.overlay_panel.target_combo.count())]
+    assert "No tumour" in targets and "notumor" not in targets
+    shown = {panel.proxy.index(row, 3).data() for row in range(panel.proxy.rowCount())}
+    raw = {r.label for r in session.results.values() if r.ok}
+    assert shown == {display(label) for label in raw} and not shown & {"notumor", "glioma"}
+    panel.class_combo.setCurrentIndex(panel.class_combo.findData("glioma"))
+    expected = sum(1 for r in session.results.values() if r.ok and r.label == "glioma")
+    assert panel.proxy.rowCount() == expected > 0
+    summary = w.series_panel
+    verdict = summary.item(0, 1)
+    assert verdict.text() and verdict.text()[0].isupper() and "_" not in verdict.text()
+    assert not verdict.toolTip().startswith(tuple(f"{c}:" for c in ("glioma", "meningioma", "notumor", "pituitary")))
+
+
+def display(label: str) -> str:
+    from brainscan.engine.results.names import display_name
+
+    return display_name(label)

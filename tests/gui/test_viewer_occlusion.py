@@ -49,7 +49,7 @@ def test_the_check_draws_the_occlusion_map_of_the_slice_for_the_class_shown(qtbo
     np.testing.assert_allclose(drawn, expected, atol=1e-5)
     assert not np.allclose(drawn, method_map)
     name = w.models.classifier.classes[prediction.label_index]
-    assert w.statusBar().currentMessage().startswith(f"Occlusion map of {name}: ")
+    assert w.status.current_message().startswith(f"Occlusion map of {name}: ")
     assert f"map: {OCCLUSION} · {name}" in w.view.finding_label.text()
     assert w.overlay.method == "gradcam"  # the settings (panel, remembered choices, reports) never hold it
     assert w.actions_.occlusion.isEnabled() and w.actions_.classify.isEnabled()
@@ -70,7 +70,7 @@ def test_another_slice_or_method_returns_to_the_methods_map(qtbot, classified):
     w.controller.step(1)
     qtbot.waitUntil(lambda: w.controller.shown_key == w.controller.session.current_key, timeout=10_000)
     assert w.overlay.on_demand is None and "occlusion" not in w.view.finding_label.text()
-    assert not w.statusBar().currentMessage().startswith("Occlusion map")
+    assert not w.status.current_message().startswith("Occlusion map")
     w.controller.step(-1)
     qtbot.waitUntil(lambda: w.controller.shown_key == w.controller.session.current_key, timeout=10_000)
     np.testing.assert_allclose(_heat(w), method_map)
@@ -103,7 +103,7 @@ def test_cancelling_the_check_leaves_the_methods_map(qtbot, classified, monkeypa
         w.actions_.cancel.trigger()
         go_on.set()
     assert blocker.args == [False]
-    assert w.overlay.on_demand is None and "cancelled" in w.statusBar().currentMessage()
+    assert w.overlay.on_demand is None and "cancelled" in w.status.current_message()
     np.testing.assert_allclose(_heat(w), method_map)
     assert not w.status.progress.isVisible() and w.actions_.occlusion.isEnabled()
 

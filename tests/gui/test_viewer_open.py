@@ -71,7 +71,7 @@ def test_a_broken_file_shows_its_message_and_the_others_still_open(qtbot, window
     message = window.view.message
     assert message.isVisible()
     assert "cut-short.jpg" in message.text() and "copy it again" in message.text()
-    assert "cut-short.jpg" in window.statusBar().currentMessage()
+    assert "cut-short.jpg" in window.status.current_message()
     item = window.browser.browser_model.item_of(broken_key)
     assert "cut-short.jpg" in item.toolTip()
     # the good file beside it still shows
@@ -108,4 +108,4 @@ def test_a_study_folder_with_a_licence_and_notes_opens_only_its_slices(qtbot, wi
     (study / "README.md").write_text("# a research series\n")
     open_and_show(qtbot, window, [study])
     assert len(window.controller.session) == 16
-    assert "2 files skipped: not images (LICENSE, README.md)" in window.statusBar().currentMessage()
+    assert "2 files skipped: not images (LICENSE, README.md)" in window.status.current_message()

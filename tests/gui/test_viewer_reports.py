@@ -101,7 +101,7 @@ def test_a_series_report_holds_pdf_html_and_dicom_that_reference_their_sources(q
     referenced = {item.ReferencedSOPInstanceUID for r in reports for item in r.CurrentRequestedProcedureEvidenceSequence[0]
                   .ReferencedSeriesSequence[0].ReferencedSOPSequence}
     assert referenced == sources
-    assert "report.pdf" in window.statusBar().currentMessage()
+    assert "report.pdf" in window.status.current_message()
     assert window.actions_.write_report.isEnabled() and window.status.progress.isHidden()
 
 

@@ -38,7 +38,7 @@ def test_a_record_replaced_in_the_session_is_what_the_table_shows(qtbot, window,
     relabelled = FrameRecord(**{**vars(session.results[key]), "label": "relabelled"})
     session.add_result(relabelled)
     model.upsert([key])
-    assert model.index(0, 3).data() == "relabelled" and model.rowCount() == 16
+    assert model.index(0, 3).data() == "Relabelled" and model.rowCount() == 16
 
 
 def test_the_export_writes_the_records_the_table_shows(qtbot, window, gui_data, tmp_path):

@@ -55,7 +55,7 @@ def test_switching_to_another_model_clears_results_and_offers_its_classes(qtbot,
     assert window.models.classifier.classes == ("no", "tumour")
     assert window.results_panel.table_model.rowCount() == 0
     combo = window.overlay_panel.target_combo
-    assert [combo.itemText(i) for i in range(combo.count())] == ["predicted class", "no", "tumour"]
+    assert [combo.itemText(i) for i in range(combo.count())] == ["predicted class", "No", "Tumour"]  # display names
     assert "tiny-binary" in window.status.device_label.text()
     window.settings.sync()
     assert AppSettings(settings_file).model_path == other_models.binary
@@ -75,7 +75,7 @@ def test_the_device_in_use_is_shown_with_the_fallback_note(qtbot, window, tiny_m
     assert label.toolTip() == expected.describe()
     if expected.note:  # no usable CUDA here: the fallback says why
         assert "fallback" in label.text() and "CUDA" in label.toolTip()
-        assert window.statusBar().currentMessage() == expected.note
+        assert window.status.current_message() == expected.note
     window.settings.sync()
     assert AppSettings(settings_file).device == "cuda"
 

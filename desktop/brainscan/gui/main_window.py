@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QShowEvent
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QVBoxLayout, QWidget
 
 from brainscan import __version__
@@ -100,6 +100,7 @@ class MainWindow(QMainWindow):
         self._wire()
         self.resize(1280, 800)
         geometry, state = self.settings.window_state()
+        self._docks_sized = state is not None  # a remembered layout keeps its sizes
         if geometry is not None:
             self.restoreGeometry(geometry)
         if state is not None:
@@ -135,11 +136,17 @@ class MainWindow(QMainWindow):
         self.results_dock = self._dock("Results", "resultsDock", self.results_panel, bottom)
         self.series_dock = self._dock("Series summary", "seriesDock", self.series_panel, bottom)
         self.splitDockWidget(self.overlay_dock, self.tags_dock, Qt.Orientation.Vertical)
+        # the heat-map and tags column runs the full height, so its panels never cap the results' height
+        self.setCorner(Qt.Corner.BottomRightCorner, right)
         self.tabifyDockWidget(self.results_dock, self.series_dock)
         self.results_dock.raise_()
+
+    def _default_dock_sizes(self) -> None:
+        """The docks' first sizes, once the window has its size (a remembered layout replaces them): the
+        results table shows about nine rows at 1280 x 800 and the image keeps the rest of the height."""
         self.resizeDocks([self.browser_dock], [240], Qt.Orientation.Horizontal)
         self.resizeDocks([self.overlay_dock], [290], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.results_dock], [210], Qt.Orientation.Vertical)
+        self.resizeDocks([self.results_dock], [max(330, self.height() * 2 // 5)], Qt.Orientation.Vertical)
         self.resizeDocks([self.overlay_dock, self.tags_dock], [250, 300], Qt.Orientation.Vertical)
 
     def sizeHint(self) -> QSize:
@@ -301,6 +308,12 @@ class MainWindow(QMainWindow):
             log.error("worker threads did not stop within 60 s")
         self.settings.set_window_state(self.saveGeometry(), self.saveState())
         self.settings.sync()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if not self._docks_sized:  # sized once the layout knows the window's size, so the shares hold
+            self._docks_sized = True
+            self._default_dock_sizes()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.shutdown()

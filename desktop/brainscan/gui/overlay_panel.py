@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 from brainscan.engine.model.cam import CLASS_INDEPENDENT, HEAD_METHOD, METHODS, default_method, pointing_note
 from brainscan.engine.model.contract import ModelContract
 from brainscan.engine.model.overlay import COLORMAPS
+from brainscan.engine.results.names import display_name
 from brainscan.engine.viewer.overlay import PREDICTED, OverlayModel
 from brainscan.gui.binding import bind_check, bind_combo, bind_percent, follow
 
@@ -121,7 +122,7 @@ class OverlayPanel(QWidget):
             self.target_combo.clear()
             self.target_combo.addItem("predicted class", PREDICTED)
             for index, name in enumerate(self._classes):
-                self.target_combo.addItem(name, index)
+                self.target_combo.addItem(display_name(name), index)
             self.target_combo.setCurrentIndex(max(self.target_combo.findData(wanted), 0))
         self.model.target = wanted
         self._update_note()

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from brainscan.engine.results.names import display_name
 from brainscan.engine.results.record import FrameRecord
 from brainscan.engine.results.series import SeriesSummary
 from brainscan.engine.viewer.domain import (
@@ -220,7 +221,7 @@ class ResultsTableModel(QAbstractTableModel):
         if column == 2:
             return record.status
         if column == 3:
-            return record.label
+            return display_name(record.label)
         if 4 <= column < 6 + k:
             if column == 4:
                 value = record.confidence
@@ -355,7 +356,7 @@ class ResultsPanel(QWidget):
         self.class_combo.clear()
         self.class_combo.addItem("any", "")
         for name in classes:
-            self.class_combo.addItem(name, name)
+            self.class_combo.addItem(display_name(name), name)  # shown for people, filtered by the raw name
         self.class_combo.blockSignals(False)
         self._filters_changed()
         header = self.table.horizontalHeader()
@@ -502,7 +503,7 @@ class SeriesSummaryPanel(QTableWidget):
         self.setRowCount(len(summary))
         self._keys = []
         for row, entry in enumerate(summary):
-            labels = ", ".join(f"{name} {count}" for name, count in sorted(entry.labels.items()))
+            labels = ", ".join(f"{display_name(name)} {count}" for name, count in sorted(entry.labels.items()))
             best = entry.most_suspicious
             index = None if best is None else best.series_index
             probability = entry.max_tumour_probability
@@ -514,7 +515,7 @@ class SeriesSummaryPanel(QTableWidget):
                 str(entry.errors),
                 labels,
                 "" if index is None else f"slice {index + 1}/{entry.slices}",
-                "" if best is None else best.label,
+                "" if best is None else display_name(best.label),
                 "" if probability is None else f"{probability:.3f}",
                 str(entry.out_of_domain),
             )

@@ -27,6 +27,12 @@ _WARNING_STYLE = (
     "QLabel { color: #ffcc66; background-color: rgba(20, 12, 0, 190); border: 1px solid #e8870e;"
     " padding: 3px 6px; border-radius: 3px; }"
 )
+# the centre message: neutral for information (the welcome text, loading), red only for an error
+_MESSAGE_STYLES = {
+    "info": "QLabel { color: #f0f0f0; background-color: rgba(40, 44, 52, 210); border: 1px solid #5a6270;"
+            " padding: 12px; border-radius: 6px; }",
+    "error": "QLabel { color: #ffe0e0; background-color: rgba(60, 0, 0, 200); padding: 12px; border-radius: 6px; }",
+}
 _STEP_KEYS = {
     int(Qt.Key.Key_Up.value): -1,
     int(Qt.Key.Key_Left.value): -1,
@@ -124,9 +130,7 @@ class SliceView(pg.GraphicsLayoutWidget):
         self.message.setObjectName("message")
         self.message.setWordWrap(True)
         self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.message.setStyleSheet(
-            "QLabel { color: #ffe0e0; background-color: rgba(60, 0, 0, 200); padding: 12px; border-radius: 6px; }"
-        )
+        self._set_message_kind("info")
         self.message.hide()
 
     def _corner_label(self, name: str, style: str = _LABEL_STYLE) -> QLabel:
@@ -173,14 +177,20 @@ class SliceView(pg.GraphicsLayoutWidget):
         """Dim the colour bar when no heat map applies (hiding it would reflow the layout)."""
         self.colorbar.setOpacity(1.0 if shown else 0.25)
 
-    def clear_image(self, message: str = "") -> None:
+    def clear_image(self, message: str = "", *, error: bool = False) -> None:
         self.slice_item.clear()
         self.heat_item.setVisible(False)
         self._shape = None
-        self.show_message(message)
+        self.show_message(message, error=error)
 
-    def show_message(self, message: str) -> None:
+    def _set_message_kind(self, kind: str) -> None:
+        self.message.setProperty("kind", kind)
+        self.message.setStyleSheet(_MESSAGE_STYLES[kind])
+
+    def show_message(self, message: str, *, error: bool = False) -> None:
+        """Show ``message`` over the view: neutral information, or red when ``error``."""
         if message:
+            self._set_message_kind("error" if error else "info")
             self.message.setText(message)
             self.message.show()
             self.message.raise_()

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 
-from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QStatusBar
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QSizePolicy, QStatusBar, QWidget
 
 from brainscan import RESEARCH_USE_NOTICE
 from brainscan.gui.icons import icon
@@ -13,6 +14,34 @@ from brainscan.gui.icons import icon
 log = logging.getLogger(__name__)
 
 ERROR_MS = 20_000
+
+
+class ElidedLabel(QLabel):
+    """A one-line label that elides its text in the middle to the width it is given; the full text is its
+    tooltip (a long message never runs under the permanent widgets to its right)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._full = ""
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setMinimumWidth(0)
+        self.setTextFormat(Qt.TextFormat.PlainText)
+
+    def full_text(self) -> str:
+        return self._full
+
+    def set_full_text(self, text: str) -> None:
+        self._full = " ".join(text.split("\n"))
+        self.setToolTip(self._full)
+        self._elide()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        room = max(0, self.contentsRect().width())
+        self.setText(self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideMiddle, room))
 
 
 class StatusLine:
@@ -24,6 +53,8 @@ class StatusLine:
         Shown while a batch or a report runs (the button is wired by the window).
     device_label, integrity_label:
         The model in use and, for an unverified model, the red warning (set by the model presenter).
+    message_label:
+        The message on the left, elided to the room left by the permanent widgets (full text as tooltip).
     last_error:
         The last message of :meth:`error` (tests and the self-test read it).
     """
@@ -31,6 +62,12 @@ class StatusLine:
     def __init__(self, bar: QStatusBar) -> None:
         self.bar = bar
         self.last_error = ""
+        self.message_label = ElidedLabel()
+        self.message_label.setObjectName("statusMessage")
+        bar.addWidget(self.message_label, 1)
+        self._expiry = QTimer(self.message_label)
+        self._expiry.setSingleShot(True)
+        self._expiry.timeout.connect(self.clear_message)
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(220)
         self.progress.setFormat("%v / %m")
@@ -53,12 +90,24 @@ class StatusLine:
             bar.addPermanentWidget(widget)
 
     def message(self, text: str, msecs: int = 0) -> None:
-        self.bar.showMessage(text, msecs)
+        """Show ``text`` (for ``msecs`` ms, or until the next message when 0)."""
+        self._expiry.stop()
+        self.message_label.set_full_text(text)
+        if msecs > 0:
+            self._expiry.start(msecs)
+
+    def current_message(self) -> str:
+        """The full text of the message shown (not elided)."""
+        return self.message_label.full_text()
+
+    def clear_message(self) -> None:
+        self._expiry.stop()
+        self.message_label.set_full_text("")
 
     def error(self, text: str) -> None:
         """Show ``text`` for a while, log it and keep it as :attr:`last_error`."""
         log.warning("%s", text)
-        self.bar.showMessage(text, ERROR_MS)
+        self.message(text, ERROR_MS)
         self.last_error = text
 
     def start_progress(self, total: int) -> None:

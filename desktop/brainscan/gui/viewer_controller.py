@@ -205,7 +205,7 @@ class ViewerController(QObject):
     def _show_failure(self, key: FrameKey, message: str) -> None:
         self.shown_key = None
         self.display = None
-        self.view.clear_image(f"This file cannot be shown:\n{message}")
+        self.view.clear_image(f"This file cannot be shown:\n{message}", error=True)
         self.view.set_corner_text(self.session.position_text(), "", "")
         self.view.set_warnings("", "")
         self.infoChanged.emit()

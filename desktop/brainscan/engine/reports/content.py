@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,6 +25,7 @@ from brainscan.engine.model.integrity import UNVERIFIED_WARNING, file_sha256, is
 from brainscan.engine.reports.flags import ReviewRule
 from brainscan.engine.reports.thumbnails import THUMBNAILS_DIR, thumbnail_name
 from brainscan.engine.results.cells import path_text
+from brainscan.engine.results.names import display_name
 from brainscan.engine.results.record import FrameRecord
 from brainscan.engine.results.rows import IDENTIFIER_COLUMNS
 from brainscan.engine.results.series import SeriesSummary, summarize_series
@@ -39,18 +41,25 @@ MAX_TABLE_ROWS = 5000
 class ImageEntry:
     """One frame as a report shows it: its record, why it is flagged for review, its thumbnail.
 
-    ``identifiers`` holds the patient identifiers shown (none unless the report keeps them).
+    ``identifiers`` holds the patient identifiers shown (none unless the report keeps them); ``folder`` is the
+    common folder of the run's inputs, which the report names once and shows each path relative to.
     """
 
     record: FrameRecord
     review: list[str] = field(default_factory=list)
     thumbnail: Path | None = None
     identifiers: dict[str, str] = field(default_factory=dict)
+    folder: Path | None = None
 
     @property
     def path(self) -> str:
-        """The file as the results files write it (:func:`~brainscan.engine.results.cells.path_text`)."""
-        return path_text(self.record.path)
+        """The file as the report shows it: relative to :attr:`folder` (the results files keep it absolute)."""
+        return shown_path(self.record.path, self.folder)
+
+    @property
+    def display_label(self) -> str:
+        """The class for people ("No tumour"); :attr:`label` is the raw name."""
+        return display_name(self.record.label)
 
     @property
     def frame(self) -> int:
@@ -132,6 +141,7 @@ class ReportContent:
     notes: list[str] = field(default_factory=list)
     identifiers_shown: bool = False
     verdict_rule: VerdictRule = field(default_factory=VerdictRule)
+    common_folder: Path | None = None
 
     @property
     def counts(self) -> dict[str, int]:
@@ -148,6 +158,20 @@ class ReportContent:
                 f"{counts['out_of_domain']} out of domain (by the picture checks, not pictures the model knows; "
                 "their probabilities are kept for research only).")
 
+    def folder_line(self) -> str:
+        """Where the paths shown are relative to, once for the summary ("" when the inputs share no folder)."""
+        if self.common_folder is None:
+            return ""
+        return f"Inputs: paths are shown relative to their common folder {path_text(self.common_folder)}"
+
+    def class_rows(self) -> list[list[str]]:
+        """The frames per class, header first, by the classes' display names."""
+        return [["class", "frames"], *([display_name(name), str(n)] for name, n in self.label_counts().items())]
+
+    def probability_heads(self) -> list[str]:
+        """The per-class probability columns' headers ("p(No tumour)")."""
+        return [f"p({display_name(c)})" for c in self.classes]
+
     def verdict_rule_line(self) -> str:
         """How the series verdicts are reached, once for the summary ("" without series)."""
         return f"Series verdicts: {self.verdict_rule.describe()}" if self.series else ""
@@ -160,10 +184,33 @@ class ReportContent:
         return counts
 
 
+def common_folder(paths: Iterable[str | os.PathLike[str]]) -> Path | None:
+    """The deepest folder holding every input (a single file's own folder); None when they share none
+    (different drives) or there is no input."""
+    folders = {os.path.dirname(os.path.abspath(p)) for p in paths}
+    if not folders:
+        return None
+    try:
+        return Path(os.path.commonpath(sorted(folders)))
+    except ValueError:
+        return None
+
+
+def shown_path(path: str | os.PathLike[str], folder: Path | None) -> str:
+    """``path`` as a report shows it: relative to ``folder`` when under it, else as the results files write it."""
+    if folder is not None:
+        try:
+            return path_text(Path(os.path.abspath(path)).relative_to(folder))
+        except ValueError:
+            pass
+    return path_text(path)
+
+
 def entry_from_record(record: FrameRecord, classes: tuple[str, ...], rule: ReviewRule, thumbnails: Path | None,
-                      keep_identifiers: bool) -> ImageEntry:
-    """A record as a report shows it: flagged by ``rule``, with its thumbnail when it has one in ``thumbnails``."""
-    entry = ImageEntry(record)
+                      keep_identifiers: bool, folder: Path | None = None) -> ImageEntry:
+    """A record as a report shows it: flagged by ``rule``, with its thumbnail when it has one in ``thumbnails``,
+    its path relative to ``folder``."""
+    entry = ImageEntry(record, folder=folder)
     if record.ok:
         entry.review = rule.reasons({name: record.probability(name) for name in classes})
         if thumbnails is not None:
@@ -174,14 +221,15 @@ def entry_from_record(record: FrameRecord, classes: tuple[str, ...], rule: Revie
     return entry
 
 
-def fingerprint_inputs(paths: Iterable[Path], dicom_uid: Callable[[str], str] | None = None) -> list[InputRecord]:
+def fingerprint_inputs(paths: Iterable[Path], dicom_uid: Callable[[str], str] | None = None,
+                       folder: Path | None = None) -> list[InputRecord]:
     """SHA-256 of each raster input, SOP Instance UID of each DICOM input (``dicom_uid`` maps it, e.g. de-identified).
 
-    Each input is listed once, by its path as the results files write it.
+    Each input is listed once, by its path relative to ``folder`` (as the results files write it without one).
     """
     records = []
     for path in dict.fromkeys(paths):
-        text = path_text(path)
+        text = shown_path(path, folder)
         try:
             kind = kind_of(raster_headers.sniff_file(path))
         except Exception as exc:  # a file gone since screening: say so, keep going
@@ -226,7 +274,8 @@ def build_content(
     verdict_rule = verdict_rule or VerdictRule()
     thumbnails = out_dir / THUMBNAILS_DIR
     records = list(records)
-    entries = [entry_from_record(r, classes, rule, thumbnails, keep_identifiers) for r in records]
+    folder = common_folder(r.path for r in records)
+    entries = [entry_from_record(r, classes, rule, thumbnails, keep_identifiers, folder) for r in records]
     notes: list[str] = []
 
     table = entries
@@ -252,7 +301,7 @@ def build_content(
 
     errors = [e for e in entries if not e.ok]
     series = summarize_series(records, classes, verdict_rule)
-    inputs = fingerprint_inputs((r.path for r in records), dicom_uid)
+    inputs = fingerprint_inputs((r.path for r in records), dicom_uid, folder)
     if dicom_uid is not None and any(i.kind == "dicom" for i in inputs):
         notes.append("DICOM inputs are listed by their de-identified SOP Instance UIDs (--deidentify), "
                      "the same as in the DICOM objects written.")
@@ -274,6 +323,7 @@ def build_content(
         notes=notes,
         identifiers_shown=keep_identifiers,
         verdict_rule=verdict_rule,
+        common_folder=folder,
     )
 
 
@@ -285,21 +335,22 @@ def _suspicion(entry: ImageEntry) -> float:
 
 
 # -- text shared by both writers -------------------------------------------------------------------
-def series_text(item: SeriesSummary) -> tuple[str, str]:
-    """A series summary's labels ("glioma 12, notumor 4") and its most suspicious slice, as text."""
+def series_text(item: SeriesSummary, folder: Path | None = None) -> tuple[str, str]:
+    """A series summary's labels ("Glioma 12, No tumour 4") and its most suspicious slice (its path relative
+    to ``folder``), as text."""
     where = ""
     best = item.most_suspicious
     if best is not None:
         index = best.series_index
         where = (f"slice {index + 1 if index is not None else '?'} of {item.slices}: "
-                 f"{path_text(best.path)} ({best.label})")
-    labels = ", ".join(f"{k} {v}" for k, v in sorted(item.labels.items()))
+                 f"{shown_path(best.path, folder)} ({display_name(best.label)})")
+    labels = ", ".join(f"{display_name(k)} {v}" for k, v in sorted(item.labels.items()))
     return labels, where
 
 
 def verdict_text(item: SeriesSummary) -> str:
-    """A series' verdict with its support ("meningioma: 4 of 120 in-domain slices at p >= 0.90")."""
-    return "" if item.verdict is None else item.verdict.text
+    """A series' verdict with its support, for people ("Meningioma: 4 of 120 in-domain slices at p >= 0.90")."""
+    return "" if item.verdict is None else item.verdict.display_text
 
 
 def fmt(value: float, digits: int = 3) -> str:
@@ -353,7 +404,7 @@ def validation_facts(run: Mapping[str, Any]) -> tuple[list[tuple[str, str]], lis
         if key == "per_class" and isinstance(value, Mapping):
             per_class = [["class", "precision", "recall", "F1", "support"]]
             for name, item in value.items():
-                per_class.append([name, *(str(item.get(k, "")) for k in ("precision", "recall", "f1", "support"))])
+                per_class.append([display_name(name), *(str(item.get(k, "")) for k in ("precision", "recall", "f1", "support"))])
         elif key in ("confusion_matrix_axes",):
             continue
         elif isinstance(value, (str, int, float)):

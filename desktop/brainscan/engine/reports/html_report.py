@@ -64,7 +64,7 @@ def _grid(rows: list[list[str]]) -> str:
 def _image_row(entry: ImageEntry, content: ReportContent) -> str:
     cells = [f"<td>{escape(entry.path)}</td>", f"<td class=num>{entry.frame}</td>"]
     if entry.ok:
-        cells.append(f"<td>{escape(entry.label)}</td>")
+        cells.append(f"<td>{escape(entry.display_label)}</td>")
         cells += [f"<td class=num>{fmt(entry.probabilities.get(c, float('nan')))}</td>" for c in content.classes]
         cells.append(f"<td class=num>{fmt(entry.tumour_probability)}</td>")
         cells.append(f"<td class=flagtext>{'<br>'.join(escape(line) for line in entry.flags)}</td>")
@@ -96,8 +96,8 @@ def render_html(content: ReportContent) -> str:
         f"{notice}</p>",
         "<h2>Summary</h2>",
         f"<p>{escape(content.summary_line())}</p>",
-        *([f"<p>{escape(rule_line)}</p>"] if rule_line else []),
-        _grid([["class", "frames"], *([name, str(n)] for name, n in content.label_counts().items())]),
+        *([f"<p>{escape(line)}</p>" for line in (content.folder_line(), rule_line) if line]),
+        _grid(content.class_rows()),
     ]
     out += [f"<p class=small>{escape(note)}</p>" for note in content.notes]
     if content.series:
@@ -105,12 +105,12 @@ def render_html(content: ReportContent) -> str:
         rows = [["series", "slices", "classified", "errors", "out of domain", "verdict", "labels",
                  "most suspicious slice", "tumour probability"]]
         for item in content.series:
-            labels, where = series_text(item)
+            labels, where = series_text(item, content.common_folder)
             rows.append([item.series_uid, str(item.slices), str(item.ok), str(item.errors), str(item.out_of_domain),
                          verdict_text(item), labels, where, fmt(item.max_tumour_probability or float("nan"))])
         out.append(_grid(rows))
     out.append("<h2>Per image</h2>")
-    head = ["path", "frame", "class", *(f"p({c})" for c in content.classes), "tumour p", "flag for review"]
+    head = ["path", "frame", "class", *content.probability_heads(), "tumour p", "flag for review"]
     if content.identifiers_shown:
         head.append("patient (name / ID / birth date)")
     out.append("<table><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr>")
@@ -131,7 +131,7 @@ def render_html(content: ReportContent) -> str:
         for entry in content.gallery:
             image = _data_uri(Path(entry.thumbnail).read_bytes()) if entry.thumbnail else ""
             flag = "".join(f"<div class=flagtext>{escape(line)}</div>" for line in entry.flags)
-            out.append(f"<div class=thumb><img alt='heat map' src='{image}'><b>{escape(entry.label)} "
+            out.append(f"<div class=thumb><img alt='heat map' src='{image}'><b>{escape(entry.display_label)} "
                        f"{fmt(entry.confidence, 2)}</b> (tumour p {fmt(entry.tumour_probability, 2)})"
                        f"<div>{escape(entry.where)}</div>{flag}</div>")
         out.append("</div>")

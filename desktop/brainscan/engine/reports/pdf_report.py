@@ -104,7 +104,7 @@ def _facts(facts: list[tuple[str, str]], styles, width: float):
 def _image_rows(entries: list[ImageEntry], content: ReportContent, styles, widths):
     from reportlab.platypus import Paragraph
 
-    head = ["path", "frame", "class", *(f"p({c})" for c in content.classes), "tumour p", "flag for review"]
+    head = ["path", "frame", "class", *content.probability_heads(), "tumour p", "flag for review"]
     if content.identifiers_shown:
         head.append("patient")
     rows = [[Paragraph(f"<b>{escape(h)}</b>", styles["small"]) for h in head]]
@@ -112,7 +112,7 @@ def _image_rows(entries: list[ImageEntry], content: ReportContent, styles, width
     for entry in entries:
         row = [Paragraph(escape(entry.path), styles["small"]), str(entry.frame)]
         if entry.ok:
-            row.append(entry.label)
+            row.append(entry.display_label)
             row += [fmt(entry.probabilities.get(c, float("nan"))) for c in content.classes]
             row.append(fmt(entry.tumour_probability))
             row.append(Paragraph("<br/>".join(escape(line) for line in entry.flags), styles["flag"]))
@@ -145,9 +145,9 @@ def build_story(content: ReportContent, width: float) -> list:
         Paragraph(escape(f"Written {content.created} by {content.run.get('application', '')}."), s["small"]),
         Paragraph("Summary", s["h2"]),
         Paragraph(escape(content.summary_line()), s["body"]),
-        *([Paragraph(escape(rule_line), s["body"])] if rule_line else []),
+        *(Paragraph(escape(line), s["body"]) for line in (content.folder_line(), rule_line) if line),
         Spacer(1, 4),
-        _table([["class", "frames"], *([name, str(n)] for name, n in content.label_counts().items())]),
+        _table(content.class_rows()),
     ]
     story += [Paragraph(escape(note), s["small"]) for note in content.notes]
 
@@ -156,7 +156,7 @@ def build_story(content: ReportContent, width: float) -> list:
         rows = [["series", "slices", "classified", "errors", "out of domain", "verdict", "labels",
                  "most suspicious slice", "tumour p"]]
         for item in content.series:
-            labels, where = series_text(item)
+            labels, where = series_text(item, content.common_folder)
             rows.append([Paragraph(escape(item.series_uid), s["small"]), str(item.slices), str(item.ok),
                          str(item.errors), str(item.out_of_domain), Paragraph(escape(verdict_text(item)), s["small"]),
                          Paragraph(escape(labels), s["small"]), Paragraph(escape(where), s["small"]),
@@ -190,7 +190,7 @@ def build_story(content: ReportContent, width: float) -> list:
         cells = []
         for entry in content.gallery:
             picture = Image(str(entry.thumbnail), width=THUMB_POINTS, height=THUMB_POINTS, kind="proportional")
-            text = f"<b>{escape(entry.label)} {fmt(entry.confidence, 2)}</b> (tumour p {fmt(entry.tumour_probability, 2)})<br/>"
+            text = f"<b>{escape(entry.display_label)} {fmt(entry.confidence, 2)}</b> (tumour p {fmt(entry.tumour_probability, 2)})<br/>"
             text += escape(entry.where)
             for line in entry.flags:
                 text += f"<br/><font color='#8a5a00'>{escape(line)}</font>"

@@ -26,6 +26,7 @@ from typing import Any
 
 from brainscan.engine.model.contract import ModelContract, series_rule_problems
 from brainscan.engine.model.inference import negative_class_index
+from brainscan.engine.results.names import display_name, display_text
 from brainscan.engine.results.record import FrameRecord
 
 OUT_OF_DOMAIN = "out_of_domain"
@@ -140,6 +141,16 @@ class Verdict:
     in_domain: int
     slices: int
     text: str
+
+    @property
+    def display_label(self) -> str:
+        """The label for people ("No tumour", "Out of domain"; "" for no verdict)."""
+        return display_name(self.label)
+
+    @property
+    def display_text(self) -> str:
+        """The text for people: ``"Meningioma: 4 of 120 in-domain slices at p >= 0.90"``."""
+        return display_text(self.text, self.label)
 
     @property
     def detail(self) -> str:

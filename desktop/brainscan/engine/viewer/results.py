@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from brainscan import RESEARCH_USE_NOTICE, __version__
+from brainscan.engine.results.names import display_name
 from brainscan.engine.results.record import FrameKey, FrameRecord, frame_key
 from brainscan.engine.results.series import SeriesSummary, summarize_series
 from brainscan.engine.results.store import RESULTS_CSV, SERIES_CSV, ResultsStore
@@ -69,7 +70,8 @@ class RowFilter:
                 return False
         if self.text:
             needle = self.text.lower()
-            return needle in record.name.lower() or needle in record.error.lower() or needle in record.label.lower()
+            return (needle in record.name.lower() or needle in record.error.lower() or needle in record.label.lower()
+                    or needle in display_name(record.label).lower())
         return True
 
 
@@ -81,12 +83,12 @@ def series_summary(records: Iterable[FrameRecord], classes: tuple[str, ...],
 
 
 def verdict_cell(entry: SeriesSummary) -> tuple[str, str, bool]:
-    """A series' verdict as the summary table shows it: the label, the full text (a tooltip), and
-    whether it is a warning (out of domain)."""
+    """A series' verdict as the summary table shows it: the label and the full text (a tooltip), by the
+    classes' display names, and whether it is a warning (out of domain)."""
     verdict = entry.verdict
     if verdict is None:
         return "", "", False
-    return verdict.label or "no verdict", verdict.text, verdict.label == OUT_OF_DOMAIN
+    return verdict.display_label or "no verdict", verdict.display_text, verdict.label == OUT_OF_DOMAIN
 
 
 def most_suspicious_keys(summary: Iterable[SeriesSummary]) -> set[FrameKey]:

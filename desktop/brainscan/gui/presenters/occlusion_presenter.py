@@ -157,6 +157,6 @@ class OcclusionPresenter(QObject):
     def _on_demand_changed(self, shown: OnDemandMap | None) -> None:
         """The occlusion map was dropped (another slice, method or class): its status message goes too."""
         if shown is None and self._said:
-            if self._status.bar.currentMessage() == self._said:
-                self._status.bar.clearMessage()
+            if self._status.current_message() == self._said:
+                self._status.clear_message()
             self._said = ""
