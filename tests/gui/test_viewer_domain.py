@@ -89,15 +89,15 @@ def test_a_heat_map_mostly_outside_the_head_is_flagged_in_the_table_and_on_the_s
     view = window.controller.view
     current = session.current_key
     calm = next(key for key in model.keys if key != current)
-    _replace(window, current, heat_outside=0.63)
+    _replace(window, current, heat_outside=0.78)
     _replace(window, calm, heat_outside=0.2)
     column = _column(model, "Heat outside")
     hot = model.index(model.row_of(current), column)
     cool = model.index(model.row_of(calm), column)
-    assert (hot.data(), cool.data()) == ("63%", "20%")
+    assert (hot.data(), cool.data()) == ("78%", "20%")
     assert hot.data(Qt.ItemDataRole.ForegroundRole).name() == "#e8870e"
     assert cool.data(Qt.ItemDataRole.ForegroundRole) is None
-    assert view.heat_warning.isVisible() and view.heat_warning.text() == "heat mostly outside the head: 63%"
+    assert view.heat_warning.isVisible() and view.heat_warning.text() == "heat mostly outside the head: 78%"
     assert view.domain_badge.isHidden()
     _replace(window, current, heat_outside=0.4)
     assert view.heat_warning.isHidden()

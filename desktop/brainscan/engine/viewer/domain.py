@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import math
 
+from brainscan.engine.input.picture_checks import HEAT_OUTSIDE_WARNING  # the reports' bound too
 from brainscan.engine.results.record import FrameRecord
-
-HEAT_OUTSIDE_WARNING = 0.5
-"""Above this share of the heat map outside the head, the map is flagged."""
 
 DOMAIN_CHOICES = (("any", ""), ("in domain", "in"), ("out of domain", "out"))
 """The table's domain filter: what it shows, and the :class:`~brainscan.engine.viewer.results.RowFilter` value."""
