@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from brainscan import RESEARCH_USE_NOTICE, __version__
+from brainscan.engine.archive.access import ArchiveLocation, is_archive_url, public_url
 from brainscan.engine.errors import BrainscanError
 from brainscan.engine.input.discovery import Discovery, find_inputs
 from brainscan.engine.model.cam import AUTO, METHODS, resolve_method
@@ -28,6 +29,14 @@ from brainscan.engine.model.overlay import COLORMAPS
 from brainscan.engine.reports import FORMATS, ReportError, parse_formats
 from brainscan.engine.resources import default_model_path
 from brainscan.engine.results.series import verdict_lines
+from brainscan.engine.run.archive_run import (
+    CACHE_DIR,
+    ArchiveInputs,
+    dicom_outputs,
+    fetch_archive_inputs,
+    open_archive,
+    store_outputs,
+)
 from brainscan.engine.run.explain import (
     EXPLAIN_METHODS,
     OCCLUSION,
@@ -68,7 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Usage)
 
     run = commands.add_parser("screen", help="classify images and DICOM files or folders, writing results to --out")
-    run.add_argument("paths", nargs="+", metavar="PATH", help="image files, DICOM files, folders (recursed)")
+    run.add_argument("paths", nargs="+", metavar="PATH",
+                     help="image files, DICOM files, folders (recursed), DICOMweb study or series URLs "
+                          "(http(s)://host[:port]/<root>/studies/<StudyUID>[/series/<SeriesUID>], retrieved into "
+                          "DIR/archive-cache; credentials from BRAINSCAN_ARCHIVE_TOKEN or BRAINSCAN_ARCHIVE_USER and "
+                          "BRAINSCAN_ARCHIVE_PASSWORD)")
     run.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (re-use it to resume)")
     run.add_argument("--model", type=Path, default=None, help="ONNX model with a brainscan contract (default: shipped)")
     run.add_argument("--device", choices=DEVICES, default="auto", help="inference device (default: auto)")
@@ -95,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "and ID, dates emptied, every UID replaced), and the Series and SOP Instance UIDs in "
                           "the CSV, JSON, PDF and HTML are the same new ones; file paths stay as given; not with "
                           "--keep-identifiers")
+    run.add_argument("--store", default=None, metavar="ROOT",
+                     help="after the run, send its DICOM outputs (--report dicom) to this DICOMweb root with STOW-RS "
+                          "(e.g. http://host:8042/dicom-web); what was stored is recorded in results.json")
     run.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
                      help="progress bar: auto shows it on a terminal only")
     run.add_argument(ALLOW_UNVERIFIED_FLAG, action="store_true", help=ALLOW_UNVERIFIED_HELP)
@@ -213,20 +229,29 @@ def run_screen(args: argparse.Namespace) -> int:
     except ValueError as exc:
         _say(f"error: {exc}")
         return EXIT_NOTHING_RAN
+    if args.store is not None and (not is_archive_url(args.store) or "dicom" not in args.report):
+        _say("error: --store needs a DICOMweb root URL (http(s)://host[:port]/<root>) and --report dicom "
+             "(it sends the run's DICOM outputs)")
+        return EXIT_NOTHING_RAN
     show = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
-    found = _find_inputs(args.paths, args.out, show)
+    urls = [p for p in args.paths if is_archive_url(p)]
+    local = [p for p in args.paths if not is_archive_url(p)]
+    fetched = _fetch_archive_inputs(urls, args.out, show) if urls else None
+    paths = local + [str(folder) for folder in fetched.folders] if fetched else local
+    found = _find_inputs(paths, args.out, show) if paths else Discovery()
     for note in found.notes():
         _say(note)
     refs = found.refs
     if not refs:
-        _say(f"error: no images found in {', '.join(args.paths)}"
-             + ("" if found.skipped else " (the folders are empty)"))
+        _say(f"error: no images found in {', '.join(public_url(p) for p in args.paths)}"
+             + ("" if found.skipped or urls else " (the folders are empty)"))
         return EXIT_NOTHING_RAN
     settings = RunSettings(
         out=args.out, cam_method=cam_method, colormap=args.colormap,
         opacity=args.opacity, batch_size=args.batch_size, save_overlays=args.save_overlays,
         report_formats=args.report, keep_identifiers=args.keep_identifiers, deidentify=args.deidentify,
-        inputs=tuple(str(p) for p in args.paths), device_requested=args.device,
+        inputs=tuple(public_url(str(p)) for p in args.paths), device_requested=args.device,
+        sources=fetched.sources if fetched else {},
     )
     with FolderRun(classifier, refs, settings) as run:
         if run.already_done:
@@ -260,7 +285,50 @@ def run_screen(args: argparse.Namespace) -> int:
     documents = [str(path) for path in (outcome.reports.written if outcome.reports else []) if path.suffix != ".dcm"]
     if documents:
         _say(f"reports: {', '.join(documents)}")
-    return EXIT_SOME_FAILED if outcome.failed else EXIT_OK
+    store_failed = _store_outputs(args.store, args.out, show) if args.store else False
+    retrieval_failed = bool(fetched and fetched.retrieval.failed)
+    return EXIT_SOME_FAILED if outcome.failed or store_failed or retrieval_failed else EXIT_OK
+
+
+def _fetch_archive_inputs(urls: Sequence[str], out: Path, show: bool) -> ArchiveInputs:
+    """Retrieve the studies and series named by URL into the cache in ``out`` (a bar per URL on a terminal)."""
+    bars: list[Any] = []
+
+    def progress(location: ArchiveLocation) -> Any:
+        bar = _bar(show, unit=" instances", desc=f"retrieving {location.series_uid or location.study_uid}"[:40])
+        bars.append(bar)
+
+        def update(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+        return update
+
+    try:
+        fetched = fetch_archive_inputs(urls, out, progress=progress)
+    finally:
+        for bar in bars:
+            bar.__exit__(None, None, None)
+    retrieval = fetched.retrieval
+    _say(f"archive: {retrieval.fetched} instances retrieved, {retrieval.cached} already in {out / CACHE_DIR}"
+         + (f", {len(retrieval.failed)} not retrieved" if retrieval.failed else ""))
+    for url, why in retrieval.failed[:5]:
+        _say(f"not retrieved: {url}: {why}")
+    if len(retrieval.failed) > 5:
+        _say(f"... and {len(retrieval.failed) - 5} more not retrieved; run the same command again to fetch them")
+    return fetched
+
+
+def _store_outputs(root: str, out: Path, show: bool) -> bool:
+    """Send the run's DICOM outputs to ``root``; True when some were refused (each named on stderr)."""
+    archive = open_archive(root)
+    files = dicom_outputs(out)
+    with _bar(show, total=len(files), unit=" files", desc="storing") as bar:
+        outcome = store_outputs(archive, out, progress=lambda done, total: bar.update(done - bar.n))
+    _say(f"stored {len(outcome.stored)} of {len(files)} DICOM outputs on {outcome.server}; "
+         f"recorded in {out / 'results.json'}")
+    for failure in outcome.failed[:5]:
+        _say(f"not stored: {failure['file']}: {failure['why']}")
+    return bool(outcome.failed)
 
 
 def run_explain(args: argparse.Namespace) -> int:

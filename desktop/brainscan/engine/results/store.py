@@ -127,6 +127,10 @@ class ResultsStore:
         Applied to every Series Instance UID written (``--deidentify``: the run's one mapping).
     verdict_rule:
         How ``series.csv`` calls each series (the model contract's ``series_rule``, else the defaults).
+    sources:
+        Files that stand in for something else: an instance retrieved from an archive into a cache
+        folder, by the instance's URL. The rows of such a file name the URL in ``path`` (CSV and JSON);
+        reading rows back gives the local file again, so keys, resume and reports use the file.
     """
 
     out_dir: Path
@@ -134,6 +138,7 @@ class ResultsStore:
     include_identifiers: bool = False
     uid_map: Callable[[str], str] | None = None
     verdict_rule: VerdictRule = field(default_factory=VerdictRule)
+    sources: Mapping[str, str] = field(default_factory=dict)  # local file -> the URL its rows name (archives)
     done: dict[FrameKey, str] = field(default_factory=dict)  # key -> status
     paths: dict[FrameKey, Path] = field(default_factory=dict)  # key -> the path as the CSV spells it
     counts: dict[str, int] = field(default_factory=lambda: {"ok": 0, "error": 0})
@@ -144,6 +149,8 @@ class ResultsStore:
         self.out_dir = Path(self.out_dir)
         self.columns = result_columns(self.classes, self.include_identifiers)
         self.csv_path = self.out_dir / RESULTS_CSV
+        self._url_of = {os.path.realpath(path): url for path, url in self.sources.items()}
+        self._file_of = {url: path_text(os.path.abspath(path)) for path, url in self.sources.items()}
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self._lock = FolderLock(self.out_dir)  # before reading: a second run must not cut our last line
@@ -193,7 +200,7 @@ class ResultsStore:
                     f"{', '.join(reader.fieldnames or [])}); use a new --out folder"
                 )
             for row in reader:
-                record = record_from_csv_row(row, self.classes)
+                record = record_from_csv_row(self._local_row(row), self.classes)
                 if record is None:  # damaged by hand or by an older version: redone
                     self._damaged += 1
                     continue
@@ -211,7 +218,8 @@ class ResultsStore:
         writer = csv.DictWriter(buffer, fieldnames=self.columns)
         writer.writeheader()
         with open(self.csv_path, encoding="utf-8", newline="", errors="surrogateescape") as stream:
-            writer.writerows(row for row in csv.DictReader(stream) if record_from_csv_row(row, self.classes) is not None)
+            writer.writerows(row for row in csv.DictReader(stream)
+                             if record_from_csv_row(self._local_row(row), self.classes) is not None)
         atomic_write_text(self.csv_path, buffer.getvalue(), errors="surrogateescape")
 
     @property
@@ -247,11 +255,32 @@ class ResultsStore:
     def append_record(self, record: FrameRecord) -> None:
         """Write one record's row and flush it at once (raises as :meth:`append`)."""
         row = record_to_csv_row(record, self.columns)
+        url = self._url(record)
+        if url is not None:
+            row["path"] = url
         self._write(lambda: self._writer.writerow(row))
         key = frame_key(record.path, record.frame)
         self.done[key] = record.status
         self.paths.setdefault(key, record.path)
         self._count(record)
+
+    def _url(self, record: FrameRecord) -> str | None:
+        """The URL the record's file stands in for (:attr:`sources`), or None."""
+        if not self._url_of:
+            return None
+        return self._url_of.get(os.path.realpath(os.path.join(self.origin, os.fspath(record.path))))
+
+    def _local_row(self, row: Mapping[str, str | None]) -> Mapping[str, str | None]:
+        """A row read back, its URL (if it names one of :attr:`sources`) replaced by the local file."""
+        local = self._file_of.get(row.get("path") or "")
+        return row if local is None else {**row, "path": local}
+
+    def _json_item(self, record: FrameRecord) -> dict[str, Any]:
+        item = record_to_json(record, self.columns)
+        url = self._url(record)
+        if url is not None:
+            item["path"] = url
+        return item
 
     def _count(self, record: FrameRecord) -> None:
         self.counts[record.status] = self.counts.get(record.status, 0) + 1
@@ -282,7 +311,7 @@ class ResultsStore:
         seen: set[FrameKey] = set()
         with open(self.csv_path, encoding="utf-8", newline="", errors="surrogateescape") as stream:
             for row in csv.DictReader(stream):
-                record = record_from_csv_row(row, self.classes)
+                record = record_from_csv_row(self._local_row(row), self.classes)
                 if record is None:
                     continue
                 key = frame_key(record.path, record.frame, origin=self.origin)
@@ -306,7 +335,7 @@ class ResultsStore:
             "counts": dict(self.counts),
             "series_rule": self.verdict_rule.to_dict(),
             "series": [entry.to_dict() for entry in series],
-            "results": [record_to_json(record, self.columns) for record in self.records()],
+            "results": [self._json_item(record) for record in self.records()],
         }
         for path, write in (
             (self.out_dir / SERIES_CSV, lambda target: write_series_csv(target, series)),

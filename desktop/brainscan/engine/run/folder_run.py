@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -59,6 +59,9 @@ class RunSettings:
         What the user asked to screen, as given (recorded in ``results.json``).
     device_requested:
         The device the user asked for (the one used is the classifier's).
+    sources:
+        Files retrieved from an archive into a cache folder, by the instance's URL: their rows name
+        the URL (:class:`~brainscan.engine.results.store.ResultsStore`).
     """
 
     out: Path
@@ -73,6 +76,7 @@ class RunSettings:
     deidentify: bool = False
     inputs: tuple[str, ...] = ()
     device_requested: str = "auto"
+    sources: Mapping[str, str] = field(default_factory=dict)  # archive instances: cached file -> its URL
 
 
 @dataclass
@@ -122,7 +126,7 @@ class FolderRun:
         self._started = time.perf_counter()
         self.verdict_rule = VerdictRule.from_contract(classifier.contract)
         self.store = ResultsStore(settings.out, classifier.classes, include_identifiers=settings.keep_identifiers,
-                                  verdict_rule=self.verdict_rule)
+                                  verdict_rule=self.verdict_rule, sources=settings.sources)
         try:
             # one UID mapping for every output of the folder (CSV, JSON, reports, DICOM objects)
             self.uids = privacy.open_state(settings.out, deidentify=settings.deidentify)
