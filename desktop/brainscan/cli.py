@@ -1,8 +1,8 @@
 """The ``brainscan`` command: headless screening of images and DICOM series; one frame's heat map on demand.
 
 Exit status: 0 every frame was classified, 1 some frames failed (each has an ``error`` row),
-2 nothing could run (bad model, bad arguments, unusable output folder) or a report could not be
-written (results.csv is kept), 130 interrupted. ``explain``: 0 the overlay was written, 2 a bad file, frame,
+2 nothing could run (bad model, bad arguments, unusable output folder, no archive URL gave an instance
+and no other input) or a report could not be written (results.csv is kept), 130 interrupted. ``explain``: 0 the overlay was written, 2 a bad file, frame,
 class, model or output, 130 interrupted.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 
 from brainscan import RESEARCH_USE_NOTICE, __version__
 from brainscan.engine.archive.access import ArchiveLocation, is_archive_url, public_url
-from brainscan.engine.errors import BrainscanError
+from brainscan.engine.errors import BrainscanError, Cancelled
 from brainscan.engine.input.discovery import Discovery, find_inputs
 from brainscan.engine.model.cam import AUTO, METHODS, resolve_method
 from brainscan.engine.model.inference import DEVICES, Classifier
@@ -236,13 +236,20 @@ def run_screen(args: argparse.Namespace) -> int:
     show = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
     urls = [p for p in args.paths if is_archive_url(p)]
     local = [p for p in args.paths if not is_archive_url(p)]
-    fetched = _fetch_archive_inputs(urls, args.out, show) if urls else None
+    try:
+        fetched = _fetch_archive_inputs(urls, args.out, show) if urls else None
+    except (KeyboardInterrupt, Cancelled):
+        _say(f"interrupted while retrieving: the instances retrieved so far are kept in {args.out / CACHE_DIR}; "
+             "run the same command again to resume")
+        return EXIT_INTERRUPTED
     paths = local + [str(folder) for folder in fetched.folders] if fetched else local
     found = _find_inputs(paths, args.out, show) if paths else Discovery()
     for note in found.notes():
         _say(note)
     refs = found.refs
     if not refs:
+        if fetched and not local and (fetched.errors or fetched.retrieval.failed):
+            return EXIT_NOTHING_RAN  # each URL's failure is said already
         _say(f"error: no images found in {', '.join(public_url(p) for p in args.paths)}"
              + ("" if found.skipped or urls else " (the folders are empty)"))
         return EXIT_NOTHING_RAN
@@ -252,6 +259,7 @@ def run_screen(args: argparse.Namespace) -> int:
         report_formats=args.report, keep_identifiers=args.keep_identifiers, deidentify=args.deidentify,
         inputs=tuple(public_url(str(p)) for p in args.paths), device_requested=args.device,
         sources=fetched.sources if fetched else {},
+        failed_inputs=fetched.failed_results if fetched else (), replace=fetched.replace if fetched else frozenset(),
     )
     with FolderRun(classifier, refs, settings) as run:
         if run.already_done:
@@ -286,12 +294,13 @@ def run_screen(args: argparse.Namespace) -> int:
     if documents:
         _say(f"reports: {', '.join(documents)}")
     store_failed = _store_outputs(args.store, args.out, show) if args.store else False
-    retrieval_failed = bool(fetched and fetched.retrieval.failed)
+    retrieval_failed = bool(fetched and (fetched.retrieval.failed or fetched.errors))
     return EXIT_SOME_FAILED if outcome.failed or store_failed or retrieval_failed else EXIT_OK
 
 
 def _fetch_archive_inputs(urls: Sequence[str], out: Path, show: bool) -> ArchiveInputs:
-    """Retrieve the studies and series named by URL into the cache in ``out`` (a bar per URL on a terminal)."""
+    """Retrieve the studies and series named by URL into the cache in ``out`` (a bar per URL on a terminal);
+    one error line per URL that gave nothing, a line per instance not retrieved (the first five)."""
     bars: list[Any] = []
 
     def progress(location: ArchiveLocation) -> Any:
@@ -303,11 +312,15 @@ def _fetch_archive_inputs(urls: Sequence[str], out: Path, show: bool) -> Archive
             bar.update(done - bar.n)
         return update
 
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         fetched = fetch_archive_inputs(urls, out, progress=progress)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         for bar in bars:
             bar.__exit__(None, None, None)
+    for failure in fetched.errors:  # one line per URL that gave nothing; the others are screened
+        _say(f"error: {failure.error}")
     retrieval = fetched.retrieval
     _say(f"archive: {retrieval.fetched} instances retrieved, {retrieval.cached} already in {out / CACHE_DIR}"
          + (f", {len(retrieval.failed)} not retrieved" if retrieval.failed else ""))

@@ -108,12 +108,16 @@ class Retrieval:
     fetched: int = 0  # transferred now
     cached: int = 0  # already in the cache folder (a resumed run)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (url, why) of instances not retrieved
+    missing: dict[Path, str] = field(default_factory=dict)  # where a failed instance would be -> its URL
+    transferred: list[Path] = field(default_factory=list)  # the files fetched now (not those already cached)
 
     def merge(self, other: Retrieval) -> None:
         self.files.update(other.files)
         self.fetched += other.fetched
         self.cached += other.cached
         self.failed.extend(other.failed)
+        self.missing.update(other.missing)
+        self.transferred.extend(other.transferred)
 
 
 @dataclass

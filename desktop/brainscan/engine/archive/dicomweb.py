@@ -42,6 +42,7 @@ PASSWORD_VARIABLE = "BRAINSCAN_ARCHIVE_PASSWORD"
 CA_VARIABLE = "BRAINSCAN_ARCHIVE_CA"
 CREDENTIALS_FIX = (f"set {TOKEN_VARIABLE} (a bearer token), or {USER_VARIABLE} and {PASSWORD_VARIABLE}, "
                    "to an account the archive lets read and store")
+AGAIN = "run the same command again to fetch it"  # the fix of an instance whose transfer failed
 _ACCEPT_INSTANCE = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 _CHUNK = 1 << 16
 _TIMEOUT = (10.0, 60.0)  # connect, read (seconds between bytes)
@@ -165,9 +166,11 @@ class DicomWebArchive:
                 why = self._fetch(instance, target)
                 if why:
                     found.failed.append((instance.url, why))
+                    found.missing[target] = instance.url
                 else:
                     found.fetched += 1
                     found.files[target] = instance.url
+                    found.transferred.append(target)
             if progress is not None:
                 progress(done + 1, len(instances))
         return found
@@ -183,17 +186,17 @@ class DicomWebArchive:
         except ArchiveError as exc:
             if "refused access" in exc.problem:
                 raise
-            return exc.problem
+            return f"{exc.problem}; {AGAIN}"
         try:
             if response.status_code >= 400:
-                return f"not retrieved (HTTP {response.status_code})"
+                return f"not retrieved (HTTP {response.status_code}); {AGAIN}, or check the instance on the archive"
             with open(part, "wb") as stream:
                 for chunk in response.iter_content(_CHUNK):
                     stream.write(chunk)
             _cut_single_part(part, target, response.headers.get("Content-Type", ""))
             return ""
         except (requests.exceptions.RequestException, ValueError) as exc:
-            return f"retrieval broke off ({type(exc).__name__}); run the same command again to fetch it"
+            return f"retrieval broke off ({type(exc).__name__}); {AGAIN}"
         except OSError as exc:
             raise ArchiveError(self.server, f"cannot write {target} ({exc.strerror or exc})",
                                "free some disk space or choose another --out folder") from exc

@@ -50,11 +50,13 @@ class ImageEntry:
     thumbnail: Path | None = None
     identifiers: dict[str, str] = field(default_factory=dict)
     folder: Path | None = None
+    source: str = ""  # the archive URL the file was retrieved from ("" for a local file)
 
     @property
     def path(self) -> str:
-        """The file as the report shows it: relative to :attr:`folder` (the results files keep it absolute)."""
-        return shown_path(self.record.path, self.folder)
+        """The file as the report shows it: its archive URL (:attr:`source`), else relative to :attr:`folder`
+        (the results files keep it absolute)."""
+        return self.source or shown_path(self.record.path, self.folder)
 
     @property
     def display_label(self) -> str:
@@ -142,6 +144,7 @@ class ReportContent:
     identifiers_shown: bool = False
     verdict_rule: VerdictRule = field(default_factory=VerdictRule)
     common_folder: Path | None = None
+    sources: Mapping[str, str] = field(default_factory=dict)  # archive instances: real path of the file -> URL
 
     @property
     def counts(self) -> dict[str, int]:
@@ -196,8 +199,18 @@ def common_folder(paths: Iterable[str | os.PathLike[str]]) -> Path | None:
         return None
 
 
-def shown_path(path: str | os.PathLike[str], folder: Path | None) -> str:
-    """``path`` as a report shows it: relative to ``folder`` when under it, else as the results files write it."""
+def real_sources(sources: Mapping[str, str] | None) -> dict[str, str]:
+    """``sources`` (a file retrieved from an archive -> its URL) keyed by each file's real path."""
+    return {os.path.realpath(path): url for path, url in (sources or {}).items()}
+
+
+def shown_path(path: str | os.PathLike[str], folder: Path | None, sources: Mapping[str, str] | None = None) -> str:
+    """``path`` as a report shows it: the URL of an archive instance (``sources``, keyed by real path,
+    :func:`real_sources`), else relative to ``folder`` when under it, else as the results files write it."""
+    if sources:
+        url = sources.get(os.path.realpath(path))
+        if url is not None:
+            return url
     if folder is not None:
         try:
             return path_text(Path(os.path.abspath(path)).relative_to(folder))
@@ -207,10 +220,12 @@ def shown_path(path: str | os.PathLike[str], folder: Path | None) -> str:
 
 
 def entry_from_record(record: FrameRecord, classes: tuple[str, ...], rule: ReviewRule, thumbnails: Path | None,
-                      keep_identifiers: bool, folder: Path | None = None) -> ImageEntry:
+                      keep_identifiers: bool, folder: Path | None = None,
+                      sources: Mapping[str, str] | None = None) -> ImageEntry:
     """A record as a report shows it: flagged by ``rule``, with its thumbnail when it has one in ``thumbnails``,
-    its path relative to ``folder``."""
-    entry = ImageEntry(record, folder=folder)
+    its path relative to ``folder`` (or its archive URL, ``sources`` keyed by real path)."""
+    entry = ImageEntry(record, folder=folder,
+                       source=(sources or {}).get(os.path.realpath(record.path), "") if sources else "")
     if record.ok:
         entry.review = rule.reasons({name: record.probability(name) for name in classes})
         if thumbnails is not None:
@@ -222,14 +237,14 @@ def entry_from_record(record: FrameRecord, classes: tuple[str, ...], rule: Revie
 
 
 def fingerprint_inputs(paths: Iterable[Path], dicom_uid: Callable[[str], str] | None = None,
-                       folder: Path | None = None) -> list[InputRecord]:
+                       folder: Path | None = None, sources: Mapping[str, str] | None = None) -> list[InputRecord]:
     """SHA-256 of each raster input, SOP Instance UID of each DICOM input (``dicom_uid`` maps it, e.g. de-identified).
 
     Each input is listed once, by its path relative to ``folder`` (as the results files write it without one).
     """
     records = []
     for path in dict.fromkeys(paths):
-        text = shown_path(path, folder)
+        text = shown_path(path, folder, sources)
         try:
             kind = kind_of(raster_headers.sniff_file(path))
         except Exception as exc:  # a file gone since screening: say so, keep going
@@ -265,17 +280,20 @@ def build_content(
     max_table_rows: int = MAX_TABLE_ROWS,
     dicom_uid: Callable[[str], str] | None = None,
     verdict_rule: VerdictRule | None = None,
+    sources: Mapping[str, str] | None = None,
 ) -> ReportContent:
     """Gather a report from the records of ``results.csv`` (:meth:`~brainscan.engine.results.store.ResultsStore.records`).
 
     ``verdict_rule`` calls each series (the model contract's ``series_rule``; the defaults when None).
+    ``sources`` maps files retrieved from an archive to their URLs: the report shows the URL.
     """
     rule = rule or ReviewRule()
     verdict_rule = verdict_rule or VerdictRule()
     thumbnails = out_dir / THUMBNAILS_DIR
     records = list(records)
-    folder = common_folder(r.path for r in records)
-    entries = [entry_from_record(r, classes, rule, thumbnails, keep_identifiers, folder) for r in records]
+    sources = real_sources(sources)
+    folder = common_folder(r.path for r in records if os.path.realpath(r.path) not in sources)
+    entries = [entry_from_record(r, classes, rule, thumbnails, keep_identifiers, folder, sources) for r in records]
     notes: list[str] = []
 
     table = entries
@@ -301,7 +319,7 @@ def build_content(
 
     errors = [e for e in entries if not e.ok]
     series = summarize_series(records, classes, verdict_rule)
-    inputs = fingerprint_inputs((r.path for r in records), dicom_uid, folder)
+    inputs = fingerprint_inputs((r.path for r in records), dicom_uid, folder, sources)
     if dicom_uid is not None and any(i.kind == "dicom" for i in inputs):
         notes.append("DICOM inputs are listed by their de-identified SOP Instance UIDs (--deidentify), "
                      "the same as in the DICOM objects written.")
@@ -324,6 +342,7 @@ def build_content(
         identifiers_shown=keep_identifiers,
         verdict_rule=verdict_rule,
         common_folder=folder,
+        sources=sources,
     )
 
 
@@ -335,15 +354,16 @@ def _suspicion(entry: ImageEntry) -> float:
 
 
 # -- text shared by both writers -------------------------------------------------------------------
-def series_text(item: SeriesSummary, folder: Path | None = None) -> tuple[str, str]:
+def series_text(item: SeriesSummary, folder: Path | None = None,
+                sources: Mapping[str, str] | None = None) -> tuple[str, str]:
     """A series summary's labels ("Glioma 12, No tumour 4") and its most suspicious slice (its path relative
-    to ``folder``), as text."""
+    to ``folder``, or its archive URL: ``sources`` keyed by real path), as text."""
     where = ""
     best = item.most_suspicious
     if best is not None:
         index = best.series_index
         where = (f"slice {index + 1 if index is not None else '?'} of {item.slices}: "
-                 f"{shown_path(best.path, folder)} ({display_name(best.label)})")
+                 f"{shown_path(best.path, folder, sources)} ({display_name(best.label)})")
     labels = ", ".join(f"{display_name(k)} {v}" for k, v in sorted(item.labels.items()))
     return labels, where
 

@@ -105,7 +105,7 @@ def render_html(content: ReportContent) -> str:
         rows = [["series", "slices", "classified", "errors", "out of domain", "verdict", "labels",
                  "most suspicious slice", "tumour probability"]]
         for item in content.series:
-            labels, where = series_text(item, content.common_folder)
+            labels, where = series_text(item, content.common_folder, content.sources)
             rows.append([item.series_uid, str(item.slices), str(item.ok), str(item.errors), str(item.out_of_domain),
                          verdict_text(item), labels, where, fmt(item.max_tumour_probability or float("nan"))])
         out.append(_grid(rows))

@@ -156,7 +156,7 @@ def build_story(content: ReportContent, width: float) -> list:
         rows = [["series", "slices", "classified", "errors", "out of domain", "verdict", "labels",
                  "most suspicious slice", "tumour p"]]
         for item in content.series:
-            labels, where = series_text(item, content.common_folder)
+            labels, where = series_text(item, content.common_folder, content.sources)
             rows.append([Paragraph(escape(item.series_uid), s["small"]), str(item.slices), str(item.ok),
                          str(item.errors), str(item.out_of_domain), Paragraph(escape(verdict_text(item)), s["small"]),
                          Paragraph(escape(labels), s["small"]), Paragraph(escape(where), s["small"]),

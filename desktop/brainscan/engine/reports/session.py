@@ -46,6 +46,8 @@ class ReportOptions:
         De-identify the DICOM objects (basic profile, new UIDs consistent within the run).
     verdict_rule:
         How each series is called (the model contract's ``series_rule``, else the defaults).
+    sources:
+        Files retrieved from an archive, by URL: the PDF and HTML show the URL instead of the cached file.
     """
 
     formats: tuple[str, ...]
@@ -59,6 +61,7 @@ class ReportOptions:
     max_table_rows: int = MAX_TABLE_ROWS
     thumbnail_side: int = MAX_SIDE
     verdict_rule: VerdictRule = field(default_factory=VerdictRule)
+    sources: Mapping[str, str] = field(default_factory=dict)  # archive instances: cached file -> URL (shown)
 
     @property
     def documents(self) -> bool:
@@ -153,7 +156,7 @@ class ReportSession:
                 self.out_dir, records, run, classes, rule=self.options.rule, colormap=self.options.colormap,
                 opacity=self.options.opacity, keep_identifiers=self.options.keep_identifiers,
                 max_thumbnails=self.options.max_thumbnails, max_table_rows=self.options.max_table_rows,
-                dicom_uid=uid_map, verdict_rule=self.options.verdict_rule,
+                dicom_uid=uid_map, verdict_rule=self.options.verdict_rule, sources=self.options.sources,
             )
             for name, writer, filename in (("pdf", write_pdf, common.REPORT_PDF), ("html", write_html, common.REPORT_HTML)):
                 if name not in self.options.formats:

@@ -40,6 +40,9 @@ class SeriesSummary:
         How the tumour probability is computed (``"1 - p(notumor)"``, or ``"top class"``).
     verdict:
         The series' verdict (:func:`~brainscan.engine.results.verdict.series_verdict`).
+    most_suspicious_source:
+        The archive URL the most suspicious slice's file was retrieved from, written as its path in
+        ``results.json`` and ``series.csv`` ("" for a local file; set by the store).
     """
 
     series_uid: str
@@ -51,6 +54,7 @@ class SeriesSummary:
     most_suspicious: FrameRecord | None = None
     tumour_probability_of: str = ""
     verdict: Verdict | None = None
+    most_suspicious_source: str = ""
 
     @property
     def max_tumour_probability(self) -> float | None:
@@ -71,7 +75,7 @@ class SeriesSummary:
             "errors": self.errors,
             "out_of_domain": self.out_of_domain,
             "labels": dict(self.labels),
-            "most_suspicious_path": None if best is None else path_text(best.path),
+            "most_suspicious_path": None if best is None else (self.most_suspicious_source or path_text(best.path)),
             "most_suspicious_frame": None if best is None else best.frame,
             "most_suspicious_index": None if best is None else best.series_index,
             "most_suspicious_label": None if best is None else best.label,

@@ -29,7 +29,7 @@ import errno
 import io
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ RESULTS_CSV = "results.csv"
 RESULTS_JSON = "results.json"
 SERIES_CSV = "series.csv"
 LOCK_FILE = OUTPUT_MARKER  # held (flock / msvcrt) by the run writing the folder; discovery never enters it
+KEPT_SECTIONS = ("stored", "stored_elsewhere")  # results.json sections a later run keeps (--store's record)
 RUN_STATE = ".brainscan-run.json"  # the working folder of the first run, to resolve relative paths
 
 
@@ -131,6 +132,11 @@ class ResultsStore:
         Files that stand in for something else: an instance retrieved from an archive into a cache
         folder, by the instance's URL. The rows of such a file name the URL in ``path`` (CSV and JSON);
         reading rows back gives the local file again, so keys, resume and reports use the file.
+    replace:
+        Files whose earlier rows are dropped (the CSV rewritten, atomically) when the folder is opened,
+        so that they are screened again: an archive instance fetched by this run, whose transfer broke
+        off in an earlier one (its error row gives way to its result), and the stand-in of a study or
+        series URL that could not be listed then and is now. Other error rows stay final, as ever.
     """
 
     out_dir: Path
@@ -139,11 +145,13 @@ class ResultsStore:
     uid_map: Callable[[str], str] | None = None
     verdict_rule: VerdictRule = field(default_factory=VerdictRule)
     sources: Mapping[str, str] = field(default_factory=dict)  # local file -> the URL its rows name (archives)
+    replace: Collection[str] = field(default_factory=frozenset)  # files whose earlier rows are dropped (archives)
     done: dict[FrameKey, str] = field(default_factory=dict)  # key -> status
     paths: dict[FrameKey, Path] = field(default_factory=dict)  # key -> the path as the CSV spells it
     counts: dict[str, int] = field(default_factory=lambda: {"ok": 0, "error": 0})
     out_of_domain: int = 0  # classified frames the picture checks judged out of domain (counted in "ok" too)
     _damaged: int = 0
+    _replaced: int = 0
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
@@ -151,6 +159,7 @@ class ResultsStore:
         self.csv_path = self.out_dir / RESULTS_CSV
         self._url_of = {os.path.realpath(path): url for path, url in self.sources.items()}
         self._file_of = {url: path_text(os.path.abspath(path)) for path, url in self.sources.items()}
+        self._replace = {os.path.realpath(path) for path in self.replace}
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self._lock = FolderLock(self.out_dir)  # before reading: a second run must not cut our last line
@@ -164,7 +173,7 @@ class ResultsStore:
             if resuming:
                 cut_partial_last_line(self.csv_path)
                 self._load_existing()
-                if self._damaged:
+                if self._damaged or self._replaced:
                     self._rewrite_valid_rows()
             self._stream = open(self.csv_path, "a", encoding="utf-8", newline="")  # noqa: SIM115 (held open)
         except OSError as exc:
@@ -205,6 +214,9 @@ class ResultsStore:
                     self._damaged += 1
                     continue
                 key = frame_key(record.path, record.frame, origin=self.origin)
+                if key[0] in self._replace:  # screened again by this run (see ``replace``)
+                    self._replaced += 1
+                    continue
                 if key in self.done:  # a duplicate row (older versions keyed rows by spelling): counted once
                     continue
                 self.done[key] = record.status
@@ -213,14 +225,20 @@ class ResultsStore:
 
     def _rewrite_valid_rows(self) -> None:
         """Drop damaged rows for good (say a half-written one whose quoted path held a newline, which
-        would swallow every row appended after it): the valid rows are written back, atomically."""
+        would swallow every row appended after it), and the rows of files to :attr:`replace`: the
+        others are written back, atomically."""
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=self.columns)
         writer.writeheader()
         with open(self.csv_path, encoding="utf-8", newline="", errors="surrogateescape") as stream:
-            writer.writerows(row for row in csv.DictReader(stream)
-                             if record_from_csv_row(self._local_row(row), self.classes) is not None)
+            writer.writerows(row for row in csv.DictReader(stream) if self._kept(row))
         atomic_write_text(self.csv_path, buffer.getvalue(), errors="surrogateescape")
+
+    def _kept(self, row: Mapping[str, str | None]) -> bool:
+        record = record_from_csv_row(self._local_row(row), self.classes)
+        if record is None:
+            return False
+        return frame_key(record.path, record.frame, origin=self.origin)[0] not in self._replace
 
     @property
     def resumed(self) -> int:
@@ -330,13 +348,17 @@ class ResultsStore:
         """
         self._write(lambda: None)
         series = summarize_series(self.records(), self.classes, self.verdict_rule)
-        document = {
+        for entry in series:
+            if entry.most_suspicious is not None:
+                entry.most_suspicious_source = self._url(entry.most_suspicious) or ""
+        document: dict[str, Any] = {
             "run": dict(run_info),
             "counts": dict(self.counts),
             "series_rule": self.verdict_rule.to_dict(),
             "series": [entry.to_dict() for entry in series],
             "results": [self._json_item(record) for record in self.records()],
         }
+        document.update(self._kept_sections())
         for path, write in (
             (self.out_dir / SERIES_CSV, lambda target: write_series_csv(target, series)),
             (self.out_dir / RESULTS_JSON,
@@ -348,6 +370,16 @@ class ResultsStore:
             except OSError as exc:
                 raise OutputError(write_failure(path, exc)) from exc
         return series
+
+    def _kept_sections(self) -> dict[str, Any]:
+        """What earlier runs added to ``results.json`` beside the results (``--store``'s record), kept."""
+        try:
+            earlier = json.loads((self.out_dir / RESULTS_JSON).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(earlier, dict):
+            return {}
+        return {key: earlier[key] for key in KEPT_SECTIONS if key in earlier}
 
     def __enter__(self) -> ResultsStore:
         return self

@@ -62,6 +62,13 @@ class RunSettings:
     sources:
         Files retrieved from an archive into a cache folder, by the instance's URL: their rows name
         the URL (:class:`~brainscan.engine.results.store.ResultsStore`).
+    failed_inputs:
+        Error results of inputs that failed before screening (an archive instance not retrieved, a
+        study or series URL that could not be listed): each is written as an error row when the
+        folder is opened, unless its file already has a row.
+    replace:
+        Files whose earlier rows are dropped so that they are screened again (archive instances
+        retrieved by this run: :attr:`ResultsStore.replace <brainscan.engine.results.store.ResultsStore>`).
     """
 
     out: Path
@@ -77,6 +84,8 @@ class RunSettings:
     inputs: tuple[str, ...] = ()
     device_requested: str = "auto"
     sources: Mapping[str, str] = field(default_factory=dict)  # archive instances: cached file -> its URL
+    failed_inputs: tuple[FrameResult, ...] = ()
+    replace: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -126,7 +135,8 @@ class FolderRun:
         self._started = time.perf_counter()
         self.verdict_rule = VerdictRule.from_contract(classifier.contract)
         self.store = ResultsStore(settings.out, classifier.classes, include_identifiers=settings.keep_identifiers,
-                                  verdict_rule=self.verdict_rule, sources=settings.sources)
+                                  verdict_rule=self.verdict_rule, sources=settings.sources,
+                                  replace=settings.replace)
         try:
             # one UID mapping for every output of the folder (CSV, JSON, reports, DICOM objects)
             self.uids = privacy.open_state(settings.out, deidentify=settings.deidentify)
@@ -137,13 +147,18 @@ class FolderRun:
                 ReportOptions(settings.report_formats, colormap=settings.colormap, opacity=settings.opacity,
                               threshold=settings.threshold,
                               keep_identifiers=settings.keep_identifiers, deidentify=settings.deidentify,
-                              verdict_rule=self.verdict_rule),
+                              verdict_rule=self.verdict_rule, sources=settings.sources),
                 application_version=__version__, model_card=classifier.model_card(), cam_method=settings.cam_method,
                 uids=self.uids,
             ) if settings.report_formats else None
             self.overlays = settings.out / OVERLAYS_DIR if settings.save_overlays else None
             if self.overlays is not None:
                 self.overlays.mkdir(parents=True, exist_ok=True)
+            for failed in settings.failed_inputs:
+                if not self.store.is_done(failed.ref.path, failed.ref.frame):
+                    # never read: its place in the series is unknown
+                    record = self.store.record(failed, None)
+                    self.store.append_record(replace(record, series_index=None, series_length=None))
         except BaseException:
             self.store.close()
             raise
