@@ -20,6 +20,7 @@ from PySide6.QtWidgets import QDockWidget, QMainWindow, QVBoxLayout, QWidget
 from brainscan import __version__
 from brainscan.engine.model.inference import Classifier
 from brainscan.engine.viewer.state import FrameKey
+from brainscan.gui.archive_actions import install_archive
 from brainscan.gui.binding import bind_check
 from brainscan.gui.browser import BrowserView
 from brainscan.gui.frame_loader import FrameLoader
@@ -37,6 +38,7 @@ from brainscan.gui.settings import AppSettings
 from brainscan.gui.slice_view import SliceView
 from brainscan.gui.status_line import StatusLine
 from brainscan.gui.tags_panel import TagsPanel
+from brainscan.gui.view_tools import SHOW_IDENTIFIERS_KEY, ViewTools
 from brainscan.gui.viewer_controller import ViewerController
 from brainscan.gui.window_actions import WindowActions
 from brainscan.gui.workers import WorkerPool
@@ -65,6 +67,9 @@ class MainWindow(QMainWindow):
         The frame on screen (:class:`~brainscan.gui.viewer_controller.ViewerController`).
     status:
         The status bar (:class:`~brainscan.gui.status_line.StatusLine`).
+    view_tools:
+        Orientation letters, scale bar, probe, corner text, rotate/flip/invert and cine
+        (:class:`~brainscan.gui.view_tools.ViewTools`).
     opening, models, batch, reports, exports, occlusion:
         The presenters of opening images, the model in use, *Classify all*, *Write report*, export and the
         *Occlusion check*.
@@ -98,6 +103,9 @@ class MainWindow(QMainWindow):
         self.status = StatusLine(self.statusBar())
         self._presenters()
         self._wire()
+        self.archive = install_archive(self)  # Open from archive, Send report to archive
+        self.view_tools = ViewTools(self.view, self.controller, self, self.actions_, show_identifiers=bool(
+            self.settings.qsettings.value(SHOW_IDENTIFIERS_KEY, False, type=bool)))
         self.resize(1280, 800)
         geometry, state = self.settings.window_state()
         self._docks_sized = state is not None  # a remembered layout keeps its sizes
@@ -278,6 +286,7 @@ class MainWindow(QMainWindow):
         self.batch.cancel()
         self.reports.cancel()
         self.occlusion.cancel()
+        self.archive.cancel()
 
     def _update_actions(self) -> None:
         a = self.actions_

@@ -21,11 +21,14 @@ SHORTCUTS_HTML = """
 <tr><td><b>Left-drag</b></td><td>pan</td></tr>
 <tr><td>Ctrl+wheel, Ctrl++ / Ctrl+-</td><td>zoom</td></tr>
 <tr><td>F, double-click</td><td>fit the image to the window</td></tr>
+<tr><td>T / Shift+H / Shift+V / I</td><td>rotate 90° / flip horizontal / flip vertical / invert; Ctrl+0 resets the view</td></tr>
+<tr><td>P</td><td>cine play/pause (rate in the toolbar, frames per second)</td></tr>
 <tr><td>H</td><td>heat map on/off</td></tr>
 <tr><td>Ctrl+Shift+H</td><td>occlusion check of the slice (slow; Esc cancels)</td></tr>
 <tr><td>hold <b>Space</b> (in the image)</td><td>hide the heat map while held, to compare</td></tr>
 <tr><td>F5 / Esc</td><td>classify all open images / cancel</td></tr>
 <tr><td>Ctrl+O, Ctrl+Shift+O, Ctrl+D</td><td>open images, a folder, a DICOM folder (or drop them on the window)</td></tr>
+<tr><td>Ctrl+Shift+A / Ctrl+Shift+U</td><td>open from a DICOMweb archive / send the last report's DICOM outputs to it</td></tr>
 <tr><td>Ctrl+E / Ctrl+Shift+E</td><td>export the image with its overlay (PNG) / the results (CSV)</td></tr>
 <tr><td>Ctrl+R</td><td>write a report (PDF, HTML, DICOM) of the selection, a series or everything</td></tr>
 </table>

@@ -103,6 +103,7 @@ class WindowActions:
     def _menus(self) -> None:
         bar = self.window.menuBar()
         file_menu = bar.addMenu("&File")
+        self.file_menu = file_menu
         for item in (self.open_files, self.open_folder, self.open_dicom, self.recent_menu, None, self.close_all, None,
                      self.export_image, self.export_results, self.write_report, None, self.settings, None, self.quit):
             self._add(file_menu, item)

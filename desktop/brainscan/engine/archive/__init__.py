@@ -14,10 +14,13 @@ from brainscan.engine.archive.access import (
     ArchiveLocation,
     Instance,
     Retrieval,
+    Series,
     StoreOutcome,
+    Study,
+    StudyQuery,
     is_archive_url,
     parse_archive_url,
 )
 
-__all__ = ["Archive", "ArchiveError", "ArchiveLocation", "Instance", "Retrieval", "StoreOutcome", "is_archive_url",
-           "parse_archive_url"]
+__all__ = ["Archive", "ArchiveError", "ArchiveLocation", "Instance", "Retrieval", "Series", "StoreOutcome", "Study",
+           "StudyQuery", "is_archive_url", "parse_archive_url"]

@@ -11,7 +11,7 @@ C-GET/C-MOVE, C-STORE) can sit beside it. Retrieved instances land in a cache fo
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -134,12 +134,96 @@ class StoreOutcome:
 
 @dataclass(frozen=True)
 class Study:
-    """A study as a query finds it (display values only; no patient identifiers)."""
+    """A study as a query finds it.
+
+    ``patient_name`` and ``patient_id`` are for a person choosing the study on screen only: they are
+    left out of ``repr`` (so a log line never carries them) and brainscan writes them to no output.
+    ``series_count`` and ``instance_count`` are None when the archive did not say.
+    """
 
     study_uid: str
     date: str = ""
     description: str = ""
     modalities: str = ""
+    patient_name: str = field(default="", repr=False)
+    patient_id: str = field(default="", repr=False)
+    series_count: int | None = None
+    instance_count: int | None = None
+
+
+@dataclass(frozen=True)
+class Series:
+    """One series of a study as a query finds it (display values; ``instance_count`` None when not said)."""
+
+    study_uid: str
+    series_uid: str
+    number: str = ""
+    description: str = ""
+    modality: str = ""
+    instance_count: int | None = None
+
+
+_DATE = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})$")
+
+
+def _dicom_date(text: str, which: str) -> str:
+    text = text.strip()
+    if not text:
+        return ""
+    match = _DATE.match(text)
+    if match is None:
+        raise ValueError(f"the {which} date {text!r} is not a date: give YYYY-MM-DD or YYYYMMDD")
+    return "".join(match.groups())
+
+
+def _wildcard(text: str, *, anywhere: bool) -> str:
+    """``text`` as a QIDO-RS wildcard match: as given when it holds ``*`` or ``?``, else a prefix (or substring)."""
+    text = text.strip()
+    if not text or "*" in text or "?" in text:
+        return text
+    return f"*{text}*" if anywhere else f"{text}*"
+
+
+@dataclass(frozen=True)
+class StudyQuery:
+    """What a person searches an archive for; empty fields match everything.
+
+    ``patient_name`` matches from its start (``Doe`` finds ``Doe^Jane``), ``description`` anywhere in the
+    study description, both unless they hold their own ``*``/``?`` wildcards; ``patient_id`` and
+    ``modality`` match exactly; the dates (``YYYY-MM-DD`` or ``YYYYMMDD``, either end may be empty) bound
+    the study date, both included.
+    """
+
+    patient_id: str = ""
+    patient_name: str = ""
+    date_from: str = ""
+    date_to: str = ""
+    modality: str = ""
+    description: str = ""
+
+    def matches(self) -> dict[str, str]:
+        """The QIDO-RS matching keys (DICOM keywords) of the query.
+
+        Raises
+        ------
+        ValueError
+            A date that is not a date, or a range that ends before it starts.
+        """
+        keys: dict[str, str] = {}
+        if self.patient_id.strip():
+            keys["PatientID"] = self.patient_id.strip()
+        if self.patient_name.strip():
+            keys["PatientName"] = _wildcard(self.patient_name, anywhere=False)
+        start, end = _dicom_date(self.date_from, "first"), _dicom_date(self.date_to, "last")
+        if start and end and end < start:
+            raise ValueError("the date range ends before it starts")
+        if start or end:
+            keys["StudyDate"] = start if start == end else f"{start}-{end}"
+        if self.modality.strip():
+            keys["ModalitiesInStudy"] = self.modality.strip().upper()
+        if self.description.strip():
+            keys["StudyDescription"] = _wildcard(self.description, anywhere=True)
+        return keys
 
 
 class Archive(Protocol):
@@ -157,6 +241,14 @@ class Archive(Protocol):
         """Studies matching DICOM attribute keywords (``PatientID="123"``, ``StudyDate="20240101-"``)."""
         ...
 
+    def search_studies(self, query: StudyQuery, limit: int = 200) -> list[Study]:
+        """Studies matching ``query`` (at most ``limit``), with their patient, counts and modalities for display."""
+        ...
+
+    def find_series(self, study_uid: str) -> list[Series]:
+        """The series of a study, by series number, with their instance counts (empty for an unknown study)."""
+        ...
+
     def find_instances(self, location: ArchiveLocation) -> list[Instance]:
         """Every instance of the study or series (raises :class:`ArchiveError` when there is none)."""
         ...
@@ -164,6 +256,15 @@ class Archive(Protocol):
     def retrieve(self, location: ArchiveLocation, folder: Path, *, progress: Progress | None = None,
                  cancelled: Cancelled | None = None) -> Retrieval:
         """Fetch the study's or series' instances into ``folder`` (see the module notes), skipping those there."""
+        ...
+
+    def retrieve_steps(self, location: ArchiveLocation, folder: Path, *,
+                       cancelled: Cancelled | None = None) -> Iterator[tuple[int, int, Retrieval]]:
+        """:meth:`retrieve` as a generator: ``(done, total, what is retrieved so far)`` after each instance.
+
+        Closing it between two steps (a viewer's cancel) stops the retrieval with no half-written file:
+        the instances finished stay in ``folder`` and are not fetched again.
+        """
         ...
 
     def store(self, files: Iterable[Path], *, progress: Progress | None = None,

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
 
@@ -30,8 +31,10 @@ from brainscan.engine.archive.access import (
     Instance,
     Progress,
     Retrieval,
+    Series,
     StoreOutcome,
     Study,
+    StudyQuery,
     public_url,
 )
 from brainscan.engine.errors import Cancelled as CancelledError
@@ -52,6 +55,12 @@ _STUDY_UID, _SERIES_UID, _SOP_UID, _SERIES_DESCRIPTION = "0020000D", "0020000E",
 # The series descriptions of brainscan's DICOM outputs (engine/reports/dicom_outputs.py) begin so
 OWN_SERIES_PREFIX = "brainscan "
 _FAILED_SOPS, _FAILURE_REASON, _REFERENCED_SOP_UID = "00081198", "00081197", "00081155"
+_STUDY_DATE, _STUDY_DESCRIPTION, _MODALITIES, _MODALITY = "00080020", "00081030", "00080061", "00080060"
+_PATIENT_NAME, _PATIENT_ID, _SERIES_NUMBER = "00100010", "00100020", "00200011"
+_STUDY_SERIES, _STUDY_INSTANCES, _SERIES_INSTANCES = "00201206", "00201208", "00201209"
+_STUDY_FIELDS = [_STUDY_DATE, _STUDY_DESCRIPTION, _MODALITIES, _PATIENT_NAME, _PATIENT_ID, _STUDY_SERIES,
+                 _STUDY_INSTANCES]
+_SERIES_FIELDS = [_SERIES_NUMBER, _SERIES_DESCRIPTION, _MODALITY, _SERIES_INSTANCES]
 
 
 def session_from_environment(environ: Mapping[str, str] | None = None) -> requests.Session:
@@ -75,6 +84,26 @@ def _value(item: Mapping[str, Any], tag: str) -> str:
     if isinstance(value, dict):  # a person name
         value = value.get("Alphabetic", "")
     return str(value)
+
+
+def _values(item: Mapping[str, Any], tag: str) -> str:
+    """A multi-valued attribute (``ModalitiesInStudy``) as ``MR\\SR``-style text joined with ", "."""
+    values = (item.get(tag) or {}).get("Value") or []
+    return ", ".join(str(v) for v in values if v not in (None, ""))
+
+
+def _count(item: Mapping[str, Any], tag: str) -> int | None:
+    try:
+        return int(_value(item, tag))
+    except ValueError:
+        return None
+
+
+def _series_order(series: Series) -> tuple[int, str]:
+    try:
+        return (int(series.number), series.series_uid)
+    except ValueError:
+        return (1 << 30, series.series_uid)
 
 
 class DicomWebArchive:
@@ -105,7 +134,7 @@ class DicomWebArchive:
             raise ArchiveError(self.server, f"refused access (HTTP {what})", CREDENTIALS_FIX)
         return response
 
-    def _json(self, url: str, params: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    def _json(self, url: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         response = self._request("GET", url, params=params, headers={"Accept": "application/dicom+json"})
         if response.status_code == 204:
             return []
@@ -126,6 +155,24 @@ class DicomWebArchive:
         answer = self._json(f"{self.root}/studies", params=dict(match))
         return [Study(_value(item, _STUDY_UID), _value(item, "00080020"), _value(item, "00081030"),
                       _value(item, "00080061")) for item in answer if _value(item, _STUDY_UID)]
+
+    def search_studies(self, query: StudyQuery, limit: int = 200) -> list[Study]:
+        params: dict[str, Any] = {**query.matches(), "includefield": _STUDY_FIELDS, "limit": str(limit)}
+        # wildcards stay bare: a server such as Orthanc reads a percent-encoded "*" as a literal star
+        answer = self._json(f"{self.root}/studies?{urlencode(params, doseq=True, safe='*?')}")
+        studies = [Study(_value(item, _STUDY_UID), _value(item, _STUDY_DATE), _value(item, _STUDY_DESCRIPTION),
+                         _values(item, _MODALITIES), patient_name=_value(item, _PATIENT_NAME),
+                         patient_id=_value(item, _PATIENT_ID), series_count=_count(item, _STUDY_SERIES),
+                         instance_count=_count(item, _STUDY_INSTANCES))
+                   for item in answer if _value(item, _STUDY_UID)]
+        return sorted(studies, key=lambda study: (study.date, study.study_uid), reverse=True)
+
+    def find_series(self, study_uid: str) -> list[Series]:
+        answer = self._json(f"{self.root}/studies/{study_uid}/series", params={"includefield": _SERIES_FIELDS})
+        series = [Series(study_uid, _value(item, _SERIES_UID), _value(item, _SERIES_NUMBER),
+                         _value(item, _SERIES_DESCRIPTION), _value(item, _MODALITY), _count(item, _SERIES_INSTANCES))
+                  for item in answer if _value(item, _SERIES_UID)]
+        return sorted(series, key=_series_order)
 
     def find_instances(self, location: ArchiveLocation) -> list[Instance]:
         study = location.study_uid
@@ -153,6 +200,15 @@ class DicomWebArchive:
     # -- retrieve -------------------------------------------------------------------------------------
     def retrieve(self, location: ArchiveLocation, folder: Path, *, progress: Progress | None = None,
                  cancelled: Cancelled | None = None) -> Retrieval:
+        found = Retrieval()
+        for done, total, so_far in self.retrieve_steps(location, folder, cancelled=cancelled):
+            found = so_far
+            if progress is not None:
+                progress(done, total)
+        return found
+
+    def retrieve_steps(self, location: ArchiveLocation, folder: Path, *,
+                       cancelled: Cancelled | None = None) -> Iterator[tuple[int, int, Retrieval]]:
         instances = self.find_instances(location)
         found = Retrieval()
         for done, instance in enumerate(instances):
@@ -171,9 +227,7 @@ class DicomWebArchive:
                     found.fetched += 1
                     found.files[target] = instance.url
                     found.transferred.append(target)
-            if progress is not None:
-                progress(done + 1, len(instances))
-        return found
+            yield done + 1, len(instances), found
 
     def _fetch(self, instance: Instance, target: Path) -> str:
         """Stream one instance into ``target``; returns why it failed ("" when it did not)."""

@@ -49,8 +49,16 @@ DISPLAY_KEYWORDS = (
     "PhotometricInterpretation",
     "RescaleSlope",
     "RescaleIntercept",
+    "RescaleType",
     "WindowCenter",
     "WindowWidth",
+)
+# The plane of one frame (the viewer's orientation letters, scale bar and slice position): per frame in an
+# enhanced multi-frame object, else at the top level.
+GEOMETRY_KEYWORDS = (
+    ("PlaneOrientationSequence", "ImageOrientationPatient"),
+    ("PlanePositionSequence", "ImagePositionPatient"),
+    ("PixelMeasuresSequence", "PixelSpacing"),
 )
 # Kept apart so that outputs can leave them out.
 IDENTIFIER_KEYWORDS = (
@@ -256,6 +264,10 @@ def display_tags(ds: Dataset, frame: int) -> dict[str, str]:
     tags = dataset_strings(ds, DISPLAY_KEYWORDS)
     if "SOPClassUID" in tags:
         tags["SOPClassUID"] = getattr(ds.SOPClassUID, "name", tags["SOPClassUID"])
+    for sequence, keyword in GEOMETRY_KEYWORDS:
+        value = dicom_header.frame_attribute(ds, frame, sequence, keyword)
+        if value is not None and value != "":
+            tags[keyword] = tag_text(value)
     tags["TransferSyntax"] = dicom_header.transfer_syntax_label(ds)
     mosaic = mosaic_tiles(ds)
     if mosaic:
