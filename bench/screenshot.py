@@ -43,6 +43,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "resources" / "screenshot.png")
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--display", default=":99")
+    parser.add_argument("--series", type=Path, default=None,
+                        help="a DICOM series folder to show instead of the one built from Kaggle slices "
+                             "(e.g. ../shared/data/dicom/sagittal-t1-brain)")
     args = parser.parse_args()
 
     server = start_xvfb(args.display)
@@ -72,7 +75,8 @@ def shoot(args: argparse.Namespace, scratch: Path) -> int:
         from tiny_models import build_tiny_model
 
         model, which = build_tiny_model(scratch / "tiny.onnx"), "tiny test model (the shipped model is missing)"
-    series = factory.write_sagittal_series(scratch / "MR-brain-T1", factory.kaggle_images(16, "glioma", start=300))
+    folder = args.series or factory.write_sagittal_series(
+        scratch / "MR-brain-T1", factory.kaggle_images(16, "glioma", start=300)).folder
 
     app = create_application([sys.argv[0]])
     settings = AppSettings(scratch / "settings.ini")
@@ -81,7 +85,7 @@ def shoot(args: argparse.Namespace, scratch: Path) -> int:
     window = MainWindow(settings, model_in_background=False)
     window.setGeometry(0, 0, WIDTH, HEIGHT)
     window.show()
-    window.opening.open_paths([str(series.folder), str(samples_dir())])
+    window.opening.open_paths([str(folder), str(samples_dir())])
     assert wait_for(window.controller.frameShown), "nothing showed"
     assert wait_for(window.opening.finished, condition=lambda: len(window.controller.session) >= 24)
     window.overlay_panel.threshold_slider.setValue(30)  # a calmer map for the picture

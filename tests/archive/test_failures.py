@@ -17,20 +17,6 @@ from brainscan.cli import main
 from brainscan.engine.archive import dicomweb
 from brainscan.engine.archive.dicomweb import DicomWebArchive, session_from_environment
 from brainscan.engine.run.archive_run import CACHE_DIR
-from tiny_models import build_tiny_model
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("model") / "tiny.onnx", seed=5)
-
-
-@pytest.fixture
-def credentials(monkeypatch, orthanc):
-    for name in ("BRAINSCAN_ARCHIVE_TOKEN", "BRAINSCAN_ARCHIVE_CA"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("BRAINSCAN_ARCHIVE_USER", orthanc.auth[0])
-    monkeypatch.setenv("BRAINSCAN_ARCHIVE_PASSWORD", orthanc.auth[1])
 
 
 class _Proxy(http.server.ThreadingHTTPServer):

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction
 
 from brainscan.gui.presenters.archive_presenter import ArchivePresenter
+from brainscan.gui.window_actions import window_action
 
 if TYPE_CHECKING:
     from brainscan.gui.main_window import MainWindow
@@ -39,14 +39,7 @@ class ArchiveActions:
         menu.insertAction(after_report, self.send_report)
 
     def _action(self, text: str, shortcut: str, tip: str) -> QAction:
-        action = QAction(text, self.window)
-        action.setShortcut(QKeySequence(shortcut))
-        action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-        keys = action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
-        action.setToolTip(f"{tip} ({keys})")
-        action.setStatusTip(tip)
-        self.window.addAction(action)
-        return action
+        return window_action(self.window, text, shortcut, tip)
 
 
 def install_archive(window: MainWindow) -> ArchivePresenter:

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, QTimer
-from PySide6.QtGui import QAction, QColor, QKeySequence, QPainter, QPen, QTransform
+from PySide6.QtGui import QAction, QColor, QPainter, QPen, QTransform
 from PySide6.QtWidgets import QLabel, QMainWindow, QSpinBox, QWidget
 
 from brainscan.engine.viewer.orientation import (
@@ -33,7 +33,7 @@ from brainscan.engine.viewer.orientation import (
 from brainscan.gui.binding import bind_check, follow
 from brainscan.gui.slice_view import SliceView
 from brainscan.gui.viewer_controller import ViewerController
-from brainscan.gui.window_actions import WindowActions
+from brainscan.gui.window_actions import WindowActions, window_action
 
 CINE_RATES = (1, 60)  # frames per second, the spin box's range
 DEFAULT_FPS = 10
@@ -75,15 +75,9 @@ class ViewToolActions:
         bar.addWidget(self.rate)
 
     def _action(self, text: str, shortcut: str, tip: str, *, checkable: bool = False) -> QAction:
-        action = QAction(text, self.window)
-        action.setShortcut(QKeySequence(shortcut))
-        action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-        keys = action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
-        action.setToolTip(f"{tip} ({keys})")
-        action.setStatusTip(tip)
+        action = window_action(self.window, text, shortcut, tip)
         action.setCheckable(checkable)
         action.setEnabled(False)
-        self.window.addAction(action)
         return action
 
     @property

@@ -15,6 +15,20 @@ from PySide6.QtWidgets import QMainWindow, QMenu, QToolBar, QToolButton
 from brainscan.gui.icons import icon
 
 
+def window_action(window: QMainWindow, text: str, shortcut: str | None, tip: str, icon_name: str | None = None) -> QAction:
+    """An action of the window: its shortcut (window-wide), the tip with the keys as tooltip and status tip."""
+    action = QAction(text, window)
+    if icon_name:
+        action.setIcon(icon(icon_name))
+    if shortcut is not None:
+        action.setShortcut(QKeySequence(shortcut))
+        action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+    keys = action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+    action.setToolTip(f"{tip} ({keys})" if keys else tip)
+    action.setStatusTip(tip)
+    window.addAction(action)
+    return action
+
 class WindowActions:
     """Creates the actions of ``window`` and puts them in its menus and toolbar."""
 
@@ -88,17 +102,7 @@ class WindowActions:
             action.triggered.connect(lambda _checked=False, s=slot: s())
 
     def _action(self, text, icon_name, shortcut, tip: str) -> QAction:
-        action = QAction(text, self.window)
-        if icon_name:
-            action.setIcon(icon(icon_name))
-        if shortcut is not None:
-            action.setShortcut(QKeySequence(shortcut))
-            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-        keys = action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
-        action.setToolTip(f"{tip} ({keys})" if keys else tip)
-        action.setStatusTip(tip)
-        self.window.addAction(action)
-        return action
+        return window_action(self.window, text, shortcut, tip, icon_name)
 
     def _menus(self) -> None:
         bar = self.window.menuBar()
