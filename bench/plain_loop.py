@@ -2,10 +2,14 @@
 
 ``cv2.imread(file, IMREAD_GRAYSCALE)``, ``cv2.resize(..., INTER_AREA)`` to the model's input, grey
 replicated to three channels, normalised with the model's mean and std, ``session.run`` at batch 1
-asking for the logits only; nothing written. Run as its own process (start-up included), so that it
-is timed exactly like ``brainscan screen``:
+with onnxruntime's default session (its own threads); nothing written. Run as its own process (start-up
+included), so that it is timed exactly like ``brainscan screen``:
 
-    .venv/bin/python bench/plain_loop.py MODEL.onnx FILE... | FOLDER
+    .venv/bin/python bench/plain_loop.py [--outputs logits|all] MODEL.onnx FILE... | FOLDER
+
+``--outputs logits`` (the default) asks for the logits only, so onnxruntime skips what only the other
+outputs need; ``all`` passes None (every output: the CAM features, the explanation head's maps, the
+domain guard's score), as ``brainscan screen`` computes them.
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ import onnxruntime as ort
 
 
 def main(argv: list[str]) -> int:
+    outputs: list[str] | None = ["logits"]
+    if argv[:1] == ["--outputs"]:
+        outputs = None if argv[1] == "all" else ["logits"]
+        argv = argv[2:]
     model, inputs = Path(argv[0]), [Path(a) for a in argv[1:]]
     files = [f for i in inputs for f in (sorted(i.rglob("*.jpg")) if i.is_dir() else [i])]
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
@@ -32,7 +40,7 @@ def main(argv: list[str]) -> int:
     for file in files:
         grey = cv2.resize(cv2.imread(str(file), cv2.IMREAD_GRAYSCALE), (width, height), interpolation=cv2.INTER_AREA)
         tensor = (np.repeat(grey[None, None].astype(np.float32) / 255.0, 3, axis=1) - mean) / std
-        (logits,) = session.run(["logits"], {name: tensor})
+        logits = session.run(outputs, {name: tensor})[0]
         labels.append(int(logits.argmax()))
     print(f"{len(labels)} pictures classified", file=sys.stderr)
     return 0

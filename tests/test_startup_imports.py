@@ -68,3 +68,25 @@ def test_importing_pydicom_late_keeps_the_level_given_to_its_logger():
     )
     assert child.returncode == 0, child.stderr
     assert child.stdout.split() == [str(logging.CRITICAL), "True"]
+
+
+def test_a_second_jpg_run_imports_no_dicom_report_or_onnx_module(tmp_path):
+    """Issue 14's start-up: a run over a JPG imports neither the DICOM nor the report libraries, and once the
+    model's checksum is remembered (the first run) not the onnx package either, nor tqdm without a bar."""
+    pictures = sorted(KAGGLE_GLIOMA.glob("*.jpg"))[:1]
+    if not pictures:
+        pytest.skip(f"the Kaggle training images are not on this machine ({KAGGLE_GLIOMA})")
+    if not default_model_path().is_file():
+        pytest.skip("the shipped model is not in this checkout")
+    reports = []
+    for run in ("first", "second"):
+        child = subprocess.run(
+            [sys.executable, "-c", CHILD, str(pictures[0]), str(tmp_path / run)],
+            capture_output=True, text=True, timeout=180, check=False,
+        )
+        assert child.returncode == 0, child.stderr
+        reports.append(json.loads(child.stdout.strip().splitlines()[-1]))
+    assert [report["code"] for report in reports] == [0, 0]
+    tops = {name.split(".")[0] for name in reports[1]["modules"]}
+    unwanted = {"pydicom", "highdicom", "reportlab", "PIL", "onnx", "tqdm", "keyring", "nibabel"} & tops
+    assert not unwanted, f"the second run over one JPG imported {sorted(unwanted)}"

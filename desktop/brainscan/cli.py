@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from brainscan import RESEARCH_USE_NOTICE, __version__
-from brainscan.engine.archive.access import ArchiveLocation, is_archive_url, public_url
+from brainscan.engine.archive.access import ArchiveError, ArchiveLocation, is_archive_url, public_url
 from brainscan.engine.errors import BrainscanError, Cancelled
 from brainscan.engine.input.discovery import Discovery, find_inputs
+from brainscan.engine.input.planes import ACQUIRED, PLANE_CHOICES
 from brainscan.engine.model.cam import AUTO, METHODS, resolve_method
 from brainscan.engine.model.inference import DEVICES, Classifier
 from brainscan.engine.model.integrity import ALLOW_UNVERIFIED_FLAG, UNVERIFIED_WARNING, is_verified
@@ -45,7 +46,7 @@ from brainscan.engine.run.explain import (
     write_explanation,
 )
 from brainscan.engine.run.folder_run import FolderRun, RunSettings
-from brainscan.engine.run.screening import DEFAULT_BATCH_SIZE
+from brainscan.engine.run.tuning import session_threads
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_NOTHING_RAN, EXIT_INTERRUPTED = 0, 1, 2, 130
 CAM_CHOICES = (AUTO, *METHODS, "none")
@@ -91,9 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--save-overlays", action="store_true", help="write PNG overlays of the heat map to DIR/overlays")
     run.add_argument("--colormap", choices=tuple(COLORMAPS), default="jet", help="overlay colour map")
     run.add_argument("--opacity", type=float, default=0.45, help="overlay opacity in [0, 1]")
-    run.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
-                     help=f"frames per inference batch (default: {DEFAULT_BATCH_SIZE}; larger ones use more memory)")
-    run.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: one per core)")
+    run.add_argument("--batch-size", type=int, default=None,
+                     help="frames per inference batch (default: measured on this machine, 1 to 4; larger ones use more "
+                          "memory)")
+    run.add_argument("--threads", type=int, default=None,
+                     help="onnxruntime threads per batch (default on a CPU: 1, with one batch per core at once)")
     run.add_argument("--keep-identifiers", action="store_true",
                      help="also write the patient name, ID and birth date of DICOM inputs into results.csv, "
                           "results.json and the PDF and HTML reports (left out by default). The DICOM objects of "
@@ -113,9 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
                           "(e.g. http://host:8042/dicom-web); what was stored is recorded in results.json")
     run.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
                      help="progress bar: auto shows it on a terminal only")
+    run.add_argument("--plane", choices=PLANE_CHOICES, default=ACQUIRED,
+                     help="the plane volumes are screened along (default: acquired: DICOM frames as stored, NIfTI "
+                          "files across their third voxel axis). axial, coronal or sagittal screens each 3-D DICOM "
+                          "series as reformats of its volume and each NIfTI file along that plane, without "
+                          "resampling (pictures and single slices as they are); an output folder keeps one plane")
     run.add_argument(ALLOW_UNVERIFIED_FLAG, action="store_true", help=ALLOW_UNVERIFIED_HELP)
 
     _add_explain(commands)
+    _add_archive_login(commands)
 
     card = commands.add_parser("model", help="print the model card (the contract inside the model) as JSON")
     card.add_argument("--model", type=Path, default=None)
@@ -146,6 +155,44 @@ def _add_explain(commands: argparse._SubParsersAction) -> None:
     explain.add_argument("--model", type=Path, default=None, help="ONNX model with a brainscan contract (default: shipped)")
     explain.add_argument("--device", choices=DEVICES, default="auto", help="inference device (default: auto)")
     explain.add_argument(ALLOW_UNVERIFIED_FLAG, action="store_true", help=ALLOW_UNVERIFIED_HELP)
+
+
+def _add_archive_login(commands: argparse._SubParsersAction) -> None:
+    login = commands.add_parser(
+        "archive-login", help="keep an archive's credentials in the system keyring (asked for, never on the command line)")
+    login.add_argument("root", metavar="ROOT", help="the archive's DICOMweb root, e.g. https://pacs.example.org/dicom-web")
+    who = login.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", metavar="NAME", help="HTTP basic: this user; the password is asked for")
+    who.add_argument("--token", action="store_true", help="a bearer token, asked for")
+    logout = commands.add_parser("archive-logout", help="remove an archive's credentials from the system keyring")
+    logout.add_argument("root", metavar="ROOT", help="the archive's DICOMweb root")
+
+
+def run_archive_login(args: argparse.Namespace, ask: Any = None) -> int:
+    """``brainscan archive-login`` / ``archive-logout``: the keyring entry of one server (the secret is asked
+    for with ``getpass``, so it stays out of the shell's history)."""
+    from brainscan.engine.archive.credentials import Credentials, forget_in_keyring, origin, save_to_keyring
+
+    try:
+        server = origin(args.root)
+    except ValueError:
+        raise ArchiveError(args.root, "not a DICOMweb root", "give it as http(s)://host[:port]/path") from None
+    if args.command == "archive-logout":
+        removed = forget_in_keyring(args.root)
+        _say(f"{server}: {removed} keyring entr{'y' if removed == 1 else 'ies'} removed")
+        return 0
+    if ask is None:
+        import getpass
+
+        ask = getpass.getpass
+    secret = ask(f"{'Token' if args.token else 'Password'} for {server}: ")
+    if not secret:
+        _say(f"{server}: nothing entered; the keyring is unchanged")
+        return EXIT_NOTHING_RAN
+    credentials = Credentials("bearer", "", secret) if args.token else Credentials("basic", args.user, secret)
+    service = save_to_keyring(args.root, credentials)
+    _say(f"{server}: kept in the system keyring as '{service}'; brainscan screen and the viewer use it for this server")
+    return 0
 
 
 def _report_formats(text: str) -> tuple[str, ...]:
@@ -197,10 +244,10 @@ def _bar(show: bool, **kwargs: object) -> Any:  # a tqdm bar, or a _NoBar
     return tqdm(dynamic_ncols=True, **kwargs)
 
 
-def _find_inputs(paths: Sequence[str], out: Path, show: bool) -> Discovery:
+def _find_inputs(paths: Sequence[str], out: Path, show: bool, plane: str = ACQUIRED) -> Discovery:
     """Discovery with a running count of the files looked at (on a terminal); never the output folder."""
     with _bar(show, unit=" files", desc="finding files") as bar:
-        found = find_inputs(paths, exclude=[out], on_file=lambda count: bar.update(count - bar.n))
+        found = find_inputs(paths, exclude=[out], on_file=lambda count: bar.update(count - bar.n), plane=plane)
         bar.refresh()  # the final count stays on screen
         return found
 
@@ -213,11 +260,11 @@ def run_screen(args: argparse.Namespace) -> int:
     if not 0.0 <= args.opacity <= 1.0:
         _say(f"error: --opacity must lie in [0, 1], got {args.opacity}")
         return EXIT_NOTHING_RAN
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         _say(f"error: --batch-size must be at least 1, got {args.batch_size}")
         return EXIT_NOTHING_RAN
-    classifier = Classifier(args.model or default_model_path(), device=args.device, threads=args.threads,
-                            allow_unverified=args.allow_unverified_model)
+    classifier = Classifier(args.model or default_model_path(), device=args.device,
+                            threads=session_threads(args.threads, args.device), allow_unverified=args.allow_unverified_model)
     _warn_if_unverified(classifier)
     if classifier.device.note:
         _say(classifier.device.note)
@@ -243,7 +290,7 @@ def run_screen(args: argparse.Namespace) -> int:
              "run the same command again to resume")
         return EXIT_INTERRUPTED
     paths = local + [str(folder) for folder in fetched.folders] if fetched else local
-    found = _find_inputs(paths, args.out, show) if paths else Discovery()
+    found = _find_inputs(paths, args.out, show, args.plane) if paths else Discovery()
     for note in found.notes():
         _say(note)
     refs = found.refs
@@ -255,7 +302,7 @@ def run_screen(args: argparse.Namespace) -> int:
         return EXIT_NOTHING_RAN
     settings = RunSettings(
         out=args.out, cam_method=cam_method, colormap=args.colormap,
-        opacity=args.opacity, batch_size=args.batch_size, save_overlays=args.save_overlays,
+        opacity=args.opacity, batch_size=args.batch_size, lanes=None, save_overlays=args.save_overlays,
         report_formats=args.report, keep_identifiers=args.keep_identifiers, deidentify=args.deidentify,
         inputs=tuple(public_url(str(p)) for p in args.paths), device_requested=args.device,
         sources=fetched.sources if fetched else {},
@@ -409,6 +456,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_screen(args)
         if args.command == "explain":
             return run_explain(args)
+        if args.command in ("archive-login", "archive-logout"):
+            return run_archive_login(args)
         if args.command == "self-test":
             from brainscan.selftest import main_self_test
 

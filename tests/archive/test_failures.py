@@ -10,12 +10,14 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import pydicom
 import pytest
 import requests
 
 from brainscan.cli import main
 from brainscan.engine.archive import dicomweb
-from brainscan.engine.archive.dicomweb import DicomWebArchive, session_from_environment
+from brainscan.engine.archive.credentials import Credentials
+from brainscan.engine.archive.dicomweb import DicomWebArchive, session_for, session_with
 from brainscan.engine.run.archive_run import CACHE_DIR
 
 
@@ -184,17 +186,22 @@ def test_a_later_run_without_store_keeps_what_was_stored(orthanc, credentials, m
     assert len(stored["stored"]) == 17
     assert _screen(tmp_path, model, series_url, "--report", "dicom") == 0
     assert json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))["stored"] == stored
-    # stored again on the same server: merged, each UID once (the SR written again carries a new UID)
+    # stored again on the same server: the same findings make the same SR (same UID), so nothing is added
     assert _screen(tmp_path, model, series_url, "--report", "dicom", "--store", orthanc.dicomweb) == 0
     again = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))["stored"]
-    assert set(stored["stored"]) <= set(again["stored"]) and len(set(again["stored"])) == len(again["stored"])
+    assert sorted(again["stored"]) == sorted(stored["stored"])
     assert again["failed"] == [] and again["server"] == orthanc.dicomweb
+    (report,) = (tmp_path / "dicom").glob("SR-*.dcm")
+    sr_series = pydicom.dcmread(report, stop_before_pixels=True).SeriesInstanceUID
+    found = requests.get(f"{orthanc.dicomweb}/studies/{orthanc.study_uid}/series/{sr_series}/instances",
+                         auth=orthanc.auth, timeout=10).json()
+    assert len(found) == 1  # one SR in the archive, however often the folder was stored
 
 
 def test_a_bearer_token_is_sent_as_an_authorization_header(monkeypatch):
     environ = {"BRAINSCAN_ARCHIVE_TOKEN": "s3cret-token", "BRAINSCAN_ARCHIVE_USER": "ignored",
                "BRAINSCAN_ARCHIVE_PASSWORD": "ignored"}
-    session = session_from_environment(environ)
+    session = session_for("https://pacs.example/dicom-web/", environ)
     archive = DicomWebArchive("https://pacs.example/dicom-web/", session=session)
     sent = []
 
@@ -213,6 +220,6 @@ def test_a_bearer_token_is_sent_as_an_authorization_header(monkeypatch):
     assert session.verify is True and session.trust_env is False
     assert "s3cret-token" not in archive.server
 
-    basic = session_from_environment({"BRAINSCAN_ARCHIVE_USER": "u", "BRAINSCAN_ARCHIVE_PASSWORD": "p"})
+    basic = session_for("https://pacs.example/dicom-web/", {"BRAINSCAN_ARCHIVE_USER": "u", "BRAINSCAN_ARCHIVE_PASSWORD": "p"})
     assert "Authorization" not in basic.headers and basic.auth == ("u", "p")
-    assert "Authorization" not in session_from_environment({}).headers
+    assert "Authorization" not in session_with(Credentials()).headers

@@ -6,14 +6,15 @@ import pydicom
 import pytest
 
 from brainscan.engine.archive import ArchiveError, StudyQuery
-from brainscan.engine.archive.dicomweb import DicomWebArchive, session_from_environment
+from brainscan.engine.archive.credentials import Credentials
+from brainscan.engine.archive.dicomweb import DicomWebArchive, session_for, session_with
 
 
 @pytest.fixture
 def archive(orthanc) -> DicomWebArchive:
     user, password = orthanc.auth
-    return DicomWebArchive(orthanc.dicomweb, session_from_environment(
-        {"BRAINSCAN_ARCHIVE_USER": user, "BRAINSCAN_ARCHIVE_PASSWORD": password}))
+    return DicomWebArchive(orthanc.dicomweb, session_for(
+        orthanc.dicomweb, {"BRAINSCAN_ARCHIVE_USER": user, "BRAINSCAN_ARCHIVE_PASSWORD": password}))
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +81,6 @@ def test_query_keys_follow_qido_rs():
 
 
 def test_a_search_refused_for_want_of_credentials_names_the_variables(orthanc):
-    archive = DicomWebArchive(orthanc.dicomweb, session_from_environment({}))
+    archive = DicomWebArchive(orthanc.dicomweb, session_with(Credentials()))
     with pytest.raises(ArchiveError, match="401.*BRAINSCAN_ARCHIVE_USER"):
         archive.search_studies(StudyQuery())

@@ -15,7 +15,7 @@ import requests
 from orthanc_fixture import _free_port, orthanc  # noqa: F401 (the fixture)
 from PySide6.QtCore import Qt
 
-from brainscan.engine.archive.dicomweb import DicomWebArchive, session_from_environment
+from brainscan.engine.archive.dicomweb import DicomWebArchive, session_for
 from brainscan.gui.presenters.archive_presenter import CACHE_KEY, SERVER_KEY
 from brainscan.gui.report_dialog import ReportRequest
 
@@ -99,7 +99,7 @@ def test_cancel_mid_retrieval_leaves_no_partial_file_and_the_viewer_usable(
                 gate.wait(30)
             return why
 
-    presenter.make_archive = lambda server: Gated(server, session_from_environment())
+    presenter.make_archive = lambda server: Gated(server, session_for(server))
     assert _search(qtbot, presenter, orthanc.dicomweb, patient_id="") == ""
     _choose_study(qtbot, presenter, orthanc.study_uid)
     dialog = presenter.dialog
@@ -179,3 +179,26 @@ def test_send_report_to_archive_stores_the_dicom_outputs(
         sops |= {instance["00080018"]["Value"][0] for instance in instances}
     assert set(outcome.stored) <= sops
     assert send.isEnabled() and not presenter.running
+
+
+def test_sign_in_keeps_credentials_in_the_keyring_and_the_search_then_uses_them(
+        qtbot, archive_window, orthanc, monkeypatch):  # noqa: F811
+    from memory_keyring import kept_in_memory
+
+    for name in ("BRAINSCAN_ARCHIVE_TOKEN", "BRAINSCAN_ARCHIVE_USER", "BRAINSCAN_ARCHIVE_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    presenter = archive_window.archive
+    with kept_in_memory() as kept:
+        assert "401" in _search(qtbot, presenter, orthanc.dicomweb)  # nothing kept yet: refused, said in the dialog
+        dialog = presenter.dialog
+        assert "archive-login" in dialog.error.text()
+        asking = presenter.sign_in()
+        assert asking is not None and asking.isVisible() and asking.secret.echoMode() == asking.secret.EchoMode.Password
+        qtbot.keyClicks(asking.user, orthanc.auth[0])
+        qtbot.keyClicks(asking.secret, orthanc.auth[1])
+        qtbot.mouseClick(asking.buttons.button(asking.buttons.StandardButton.Ok), Qt.MouseButton.LeftButton)
+        assert list(kept.entries.values()) == [orthanc.auth[1]]
+        assert orthanc.auth[1] not in json.dumps({key: str(archive_window.settings.qsettings.value(key))
+                                                  for key in archive_window.settings.qsettings.allKeys()})
+        assert _search(qtbot, presenter, orthanc.dicomweb) == ""
+        assert orthanc.study_uid in {study.study_uid for study in presenter.studies}

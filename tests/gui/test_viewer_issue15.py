@@ -227,6 +227,18 @@ def test_classes_show_by_display_name_and_filter_by_the_raw_name(qtbot, classifi
     verdict = summary.item(0, 1)
     assert verdict.text() and verdict.text()[0].isupper() and "_" not in verdict.text()
     assert not verdict.toolTip().startswith(tuple(f"{c}:" for c in ("glioma", "meningioma", "notumor", "pituitary")))
+    # the browser's items, the image's corner label and the tags panel say the display name too
+    current = w.controller.current_result()
+    assert current is not None and current.ok
+    corner = w.view.finding_label.text()
+    assert corner.startswith(display(current.label) + " ") and "Grad-CAM" in corner
+    tags_text = " ".join(w.tags_panel.table.item(r, 1).text() for r in range(w.tags_panel.table.rowCount())
+                         if w.tags_panel.table.item(r, 1) is not None)
+    assert f"{display(current.label)} " in tags_text
+    items = [w.browser.browser_model.item_of(key) for key in session.results]
+    result_lines = [item.text().split("\n")[1] for item in items if "\n" in item.text()]
+    assert result_lines and all(line.split(" ")[0] in {"Glioma", "Meningioma", "No", "Pituitary", "error"}
+                                for line in result_lines)
 
 
 def display(label: str) -> str:

@@ -12,7 +12,8 @@ pytest.importorskip("PySide6")
 
 from viewer_helpers import classify_and_wait, open_and_show
 
-from brainscan.engine.model.occlusion import OCCLUSION, occlusion_map, occlusion_on_picture
+from brainscan.engine.model.occlusion import occlusion_map, occlusion_on_picture
+from brainscan.engine.results.names import display_name
 
 pytestmark = pytest.mark.gui
 
@@ -50,7 +51,7 @@ def test_the_check_draws_the_occlusion_map_of_the_slice_for_the_class_shown(qtbo
     assert not np.allclose(drawn, method_map)
     name = w.models.classifier.classes[prediction.label_index]
     assert w.status.current_message().startswith(f"Occlusion map of {name}: ")
-    assert f"map: {OCCLUSION} · {name}" in w.view.finding_label.text()
+    assert f"map: Occlusion · {display_name(name)}" in w.view.finding_label.text()
     assert w.overlay.method == "gradcam"  # the settings (panel, remembered choices, reports) never hold it
     assert w.actions_.occlusion.isEnabled() and w.actions_.classify.isEnabled()
 
@@ -60,7 +61,7 @@ def test_the_check_draws_the_occlusion_map_of_the_slice_for_the_class_shown(qtbo
     caption_of = export_module.export_caption
     monkeypatch.setattr(export_module, "export_caption", lambda *a: captions.append(caption_of(*a)) or captions[-1])
     w.exports.export_image(tmp_path / "occlusion.png")
-    assert f"{OCCLUSION} for {name}" in captions[0]  # the export says which map it carries
+    assert f"Occlusion for {display_name(name)}" in captions[0]  # the export says which map it carries
 
 
 def test_another_slice_or_method_returns_to_the_methods_map(qtbot, classified):
@@ -69,7 +70,7 @@ def test_another_slice_or_method_returns_to_the_methods_map(qtbot, classified):
     _run_check(qtbot, w)
     w.controller.step(1)
     qtbot.waitUntil(lambda: w.controller.shown_key == w.controller.session.current_key, timeout=10_000)
-    assert w.overlay.on_demand is None and "occlusion" not in w.view.finding_label.text()
+    assert w.overlay.on_demand is None and "Occlusion" not in w.view.finding_label.text()
     assert not w.status.current_message().startswith("Occlusion map")
     w.controller.step(-1)
     qtbot.waitUntil(lambda: w.controller.shown_key == w.controller.session.current_key, timeout=10_000)
@@ -77,7 +78,7 @@ def test_another_slice_or_method_returns_to_the_methods_map(qtbot, classified):
 
     _run_check(qtbot, w)
     w.overlay_panel.method_combo.setCurrentIndex(w.overlay_panel.method_combo.findData("layercam"))
-    assert w.overlay.on_demand is None and "map: layercam" in w.view.finding_label.text()
+    assert w.overlay.on_demand is None and "map: LayerCAM" in w.view.finding_label.text()
 
 
 def test_cancelling_the_check_leaves_the_methods_map(qtbot, classified, monkeypatch):

@@ -194,3 +194,24 @@ def test_the_heat_map_follows_the_picture_through_rotation_and_flips(qtbot, sagi
     # the picture's top-left pixel is no longer drawn top-left once turned
     corner = slice_item.mapToView(QPointF(0.5, 0.5))
     assert (corner.x(), corner.y()) != (0.5, 0.5)
+
+
+def test_the_exported_png_is_turned_flipped_and_inverted_as_the_view_is(qtbot, sagittal_window, tmp_path):
+    import cv2
+
+    w = sagittal_window
+    w.overlay_panel.visible_box.setChecked(False)  # the picture alone, so pixels can be compared
+    plain = cv2.imread(str(w.exports.export_image(tmp_path / "plain.png")), cv2.IMREAD_GRAYSCALE)
+    side = w.controller.display.array.shape[0]  # 256: enlarged x2 to 512 in the export
+    factor = plain.shape[1] // side
+    plain = plain[: side * factor : factor, ::factor]
+    a = w.view_tools.actions
+    a.rotate.trigger()  # a quarter clockwise
+    turned = cv2.imread(str(w.exports.export_image(tmp_path / "turned.png")), cv2.IMREAD_GRAYSCALE)
+    turned = turned[: side * factor : factor, ::factor]
+    np.testing.assert_array_equal(turned, np.rot90(plain, -1))
+    a.flip_h.trigger()
+    a.invert.trigger()
+    flipped = cv2.imread(str(w.exports.export_image(tmp_path / "flipped.png")), cv2.IMREAD_GRAYSCALE)
+    flipped = flipped[: side * factor : factor, ::factor]
+    np.testing.assert_array_equal(flipped, 255 - np.rot90(plain, -1)[:, ::-1])

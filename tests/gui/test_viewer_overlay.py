@@ -11,6 +11,7 @@ from PySide6.QtCore import Qt
 from viewer_helpers import classify_and_wait, open_and_show
 
 from brainscan.engine.model.overlay import colormap_lut
+from brainscan.engine.results.names import display_name
 from brainscan.engine.viewer.overlay import PREDICTED
 from brainscan.gui.settings import AppSettings
 
@@ -42,7 +43,7 @@ def test_the_heat_map_is_drawn_with_fixed_levels_over_the_slice(classified):
     assert tuple(item.levels) == (0.0, 1.0)
     assert item.opacity() == pytest.approx(0.45)
     assert w.view.colorbar.opacity() == 1.0
-    assert "map: gradcam" in w.view.finding_label.text()
+    assert "map: Grad-CAM" in w.view.finding_label.text()
 
 
 def test_every_control_changes_what_is_drawn_without_running_the_network(classified):
@@ -60,7 +61,7 @@ def test_every_control_changes_what_is_drawn_without_running_the_network(classif
     panel.target_combo.setCurrentIndex(panel.target_combo.findData(other))
     assert w.controller.overlay.target == other
     assert not np.allclose(_heat(w), before)
-    assert w.models.classifier.classes[other] in w.view.finding_label.text()
+    assert display_name(w.models.classifier.classes[other]) in w.view.finding_label.text()
     panel.target_combo.setCurrentIndex(panel.target_combo.findData(PREDICTED))
 
     panel.opacity_slider.setValue(80)

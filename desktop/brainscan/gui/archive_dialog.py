@@ -11,8 +11,10 @@ from collections.abc import Sequence
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QComboBox,
     QDialog,
+    QDialogButtonBox,
     QFormLayout,
     QGridLayout,
     QHBoxLayout,
@@ -29,11 +31,12 @@ from PySide6.QtWidgets import (
 )
 
 from brainscan.engine.archive import Series, Study, StudyQuery
-from brainscan.engine.archive.dicomweb import CA_VARIABLE, PASSWORD_VARIABLE, TOKEN_VARIABLE, USER_VARIABLE
+from brainscan.engine.archive.credentials import CA_VARIABLE, PASSWORD_VARIABLE, TOKEN_VARIABLE, USER_VARIABLE
 
-CREDENTIALS_NOTE = (f"Credentials come from the environment only: {TOKEN_VARIABLE} (a bearer token), or "
-                    f"{USER_VARIABLE} and {PASSWORD_VARIABLE}; {CA_VARIABLE} names a CA bundle for a private "
-                    "certificate authority. Patient names and IDs are shown here only and written nowhere.")
+CREDENTIALS_NOTE = (f"Credentials come from the environment ({TOKEN_VARIABLE}, a bearer token, or "
+                    f"{USER_VARIABLE} and {PASSWORD_VARIABLE}) or from the system keyring (Sign in...); "
+                    f"{CA_VARIABLE} names a CA bundle for a private certificate authority. Patient names and IDs "
+                    "are shown here only and written nowhere.")
 STUDY_COLUMNS = ("Patient name", "Patient ID", "Date", "Description", "Modalities", "Series", "Instances")
 SERIES_COLUMNS = ("Number", "Description", "Modality", "Instances")
 MODALITIES = ("", "MR", "CT", "PT", "OT", "SR")
@@ -81,6 +84,9 @@ class ArchiveDialog(QDialog):
         self.server = QLineEdit(server)
         self.server.setPlaceholderText("http(s)://host[:port]/dicom-web")
         self.server.setToolTip("The archive's DICOMweb root (remembered)")
+        self.sign_in = QPushButton("Sign &in...")
+        self.sign_in.setToolTip("Keep a user and password, or a bearer token, for this server in the system keyring "
+                                "(used by the viewer and brainscan screen; the environment's credentials win)")
         note = QLabel(CREDENTIALS_NOTE)
         note.setWordWrap(True)
         self.patient_id = QLineEdit()
@@ -100,7 +106,10 @@ class ArchiveDialog(QDialog):
         self.search.setToolTip("Find the studies matching the fields (QIDO-RS); empty fields match everything")
 
         top = QFormLayout()
-        top.addRow("&Server:", self.server)
+        server_row = QHBoxLayout()
+        server_row.addWidget(self.server, 1)
+        server_row.addWidget(self.sign_in)
+        top.addRow("&Server:", server_row)
         top.addRow(note)
         query = QGridLayout()
         for column, (label, widget) in enumerate((("Patient ID", self.patient_id), ("Patient name", self.patient_name),
@@ -177,3 +186,25 @@ class ArchiveDialog(QDialog):
         self.cancel.setEnabled(retrieving)
         self.progress.setVisible(retrieving)
         self.open.setEnabled(not busy and self.selected_study_row() >= 0)
+
+
+class SignInDialog(QDialog):
+    """The credentials to keep in the system keyring for one server: a user and password, or a token."""
+
+    def __init__(self, server: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(f"Sign in to {server}")
+        self.user = QLineEdit()
+        self.secret = QLineEdit()
+        self.secret.setEchoMode(QLineEdit.EchoMode.Password)
+        self.token = QCheckBox("A bearer token (no user)")
+        self.token.toggled.connect(lambda on: self.user.setEnabled(not on))
+        form = QFormLayout(self)
+        form.addRow(QLabel(f"Kept in the system keyring for {server}, never in brainscan's settings or outputs."))
+        form.addRow("&User:", self.user)
+        form.addRow("&Password or token:", self.secret)
+        form.addRow(self.token)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        form.addRow(self.buttons)

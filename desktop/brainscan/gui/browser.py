@@ -11,6 +11,7 @@ from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPixmap, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QAbstractItemView, QStyle, QTreeView, QWidget
 
+from brainscan.engine.results.names import display_name
 from brainscan.engine.results.record import FrameRecord
 from brainscan.engine.viewer.state import FrameKey, SeriesGroup, frame_key
 
@@ -104,7 +105,7 @@ class BrowserModel(QStandardItemModel):
             return
         base = item.text().split("\n")[0]
         if result.ok:
-            item.setText(f"{base}\n{result.label} {result.confidence:.0%}")
+            item.setText(f"{base}\n{display_name(result.label)} {result.confidence:.0%}")
         else:
             item.setText(f"{base}\nerror")
             item.setToolTip(result.error)

@@ -19,12 +19,15 @@ from PySide6.QtWidgets import QDockWidget, QMainWindow, QVBoxLayout, QWidget
 
 from brainscan import __version__
 from brainscan.engine.model.inference import Classifier
+from brainscan.engine.results.names import display_name
 from brainscan.engine.viewer.state import FrameKey
 from brainscan.gui.archive_actions import install_archive
 from brainscan.gui.binding import bind_check
 from brainscan.gui.browser import BrowserView
 from brainscan.gui.frame_loader import FrameLoader
 from brainscan.gui.icons import icon
+from brainscan.gui.measure_tools import install_measurements
+from brainscan.gui.mpr_window import install_mpr
 from brainscan.gui.notices import research_banner, show_about, show_shortcuts
 from brainscan.gui.overlay_panel import OverlayPanel
 from brainscan.gui.presenters.batch_presenter import BatchPresenter
@@ -35,6 +38,7 @@ from brainscan.gui.presenters.open_presenter import OpenPresenter
 from brainscan.gui.presenters.report_presenter import ReportPresenter
 from brainscan.gui.results_panel import ResultsPanel, SeriesSummaryPanel
 from brainscan.gui.settings import AppSettings
+from brainscan.gui.side_by_side import install_side_by_side
 from brainscan.gui.slice_view import SliceView
 from brainscan.gui.status_line import StatusLine
 from brainscan.gui.tags_panel import TagsPanel
@@ -104,8 +108,12 @@ class MainWindow(QMainWindow):
         self._presenters()
         self._wire()
         self.archive = install_archive(self)  # Open from archive, Send report to archive
+        self.mpr = install_mpr(self)  # MPR (Ctrl+M), Classify axial reformats (Shift+F5)
         self.view_tools = ViewTools(self.view, self.controller, self, self.actions_, show_identifiers=bool(
             self.settings.qsettings.value(SHOW_IDENTIFIERS_KEY, False, type=bool)))
+        self.exports.view_transform = self.view_tools.transform  # the PNG export draws what the view shows
+        self.side_by_side = install_side_by_side(self)  # a second view beside the first (Ctrl+2)
+        self.measurements = install_measurements(self)  # Measure menu, key images, notes, Measurements dock
         self.resize(1280, 800)
         geometry, state = self.settings.window_state()
         self._docks_sized = state is not None  # a remembered layout keeps its sizes
@@ -251,7 +259,7 @@ class MainWindow(QMainWindow):
                 extra["Window"] = c.window.describe()
             result = c.current_result()
             if result is not None:
-                extra["Result"] = f"{result.label} {result.confidence:.1%}" if result.ok else f"error: {result.error}"
+                extra["Result"] = f"{display_name(result.label)} {result.confidence:.1%}" if result.ok else f"error: {result.error}"
         self.tags_panel.show_frame(frame if ref is not None and frame is not None and frame.ref == ref else None, extra)
         self._update_actions()
 

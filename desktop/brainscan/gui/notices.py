@@ -27,6 +27,10 @@ SHORTCUTS_HTML = """
 <tr><td>Ctrl+Shift+H</td><td>occlusion check of the slice (slow; Esc cancels)</td></tr>
 <tr><td>hold <b>Space</b> (in the image)</td><td>hide the heat map while held, to compare</td></tr>
 <tr><td>F5 / Esc</td><td>classify all open images / cancel</td></tr>
+<tr><td>Ctrl+M / Shift+F5</td><td>MPR: axial, coronal, sagittal views with linked crosshairs / classify the axial reformats</td></tr>
+<tr><td>Ctrl+2 / Ctrl+Shift+R / Ctrl+Shift+Y</td><td>side by side: two views / what the right shows (heat map vs plain, another series) / synchronise slice, zoom and pan</td></tr>
+<tr><td>D / B / E / Shift+D, Esc</td><td>measure: distance / rectangle / ellipse / freehand region (left-drag); Esc leaves the tool</td></tr>
+<tr><td>K / N / Del / Ctrl+Shift+M</td><td>key image / note on the slice / delete the selected measurement / the Measurements panel</td></tr>
 <tr><td>Ctrl+O, Ctrl+Shift+O, Ctrl+D</td><td>open images, a folder, a DICOM folder (or drop them on the window)</td></tr>
 <tr><td>Ctrl+Shift+A / Ctrl+Shift+U</td><td>open from a DICOMweb archive / send the last report's DICOM outputs to it</td></tr>
 <tr><td>Ctrl+E / Ctrl+Shift+E</td><td>export the image with its overlay (PNG) / the results (CSV)</td></tr>

@@ -18,7 +18,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from brainscan.engine.model.cam import CLASS_INDEPENDENT, HEAD_METHOD, METHODS, default_method, pointing_note
+from brainscan.engine.model.cam import (
+    CLASS_INDEPENDENT,
+    HEAD_METHOD,
+    METHOD_TITLES,
+    METHODS,
+    default_method,
+    pointing_note,
+)
 from brainscan.engine.model.contract import ModelContract
 from brainscan.engine.model.overlay import COLORMAPS
 from brainscan.engine.results.names import display_name
@@ -58,7 +65,7 @@ class OverlayPanel(QWidget):
         self.target_combo.setToolTip("Which class the map explains; 'predicted' follows each image's prediction")
         self.method_combo = QComboBox()
         for method in METHODS:
-            self.method_combo.addItem(method, method)
+            self.method_combo.addItem(METHOD_TITLES.get(method, method), method)  # shown by title, keyed by name
             self.method_combo.setItemData(self.method_combo.count() - 1, METHOD_TIPS.get(method, ""), Qt.ItemDataRole.ToolTipRole)
         self.method_combo.setToolTip("How the map is computed from the stored features (no re-run of the network)")
         self.colormap_combo = QComboBox()

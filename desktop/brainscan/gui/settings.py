@@ -15,6 +15,7 @@ from PySide6.QtCore import QByteArray, QSettings
 from brainscan.engine.model.inference import DEVICES
 from brainscan.engine.resources import default_model_path
 from brainscan.engine.viewer.overlay import OverlayModel, OverlaySettings
+from brainscan.engine.viewer.side_by_side import SideBySide
 
 ORGANISATION = "brainscan"
 APPLICATION = "brainscan-viewer"
@@ -106,6 +107,22 @@ class AppSettings:
         self.qsettings.setValue("overlay/opacity", overlay.opacity)
         self.qsettings.setValue("overlay/colormap", overlay.colormap)
         self.qsettings.setValue("overlay/threshold", overlay.threshold)
+
+    # -- side by side ------------------------------------------------------------------------------
+    def side_by_side(self) -> SideBySide:
+        """The remembered layout (one view or two), the right view's mode and the sync (not which series)."""
+        defaults = SideBySide()
+        try:
+            return SideBySide(layout=str(self.qsettings.value("view/layout", defaults.layout)),
+                              mode=str(self.qsettings.value("view/right_mode", defaults.mode)),
+                              sync=_bool(self.qsettings.value("view/sync", defaults.sync)))
+        except (TypeError, ValueError):  # a hand-edited or outdated file: start from the defaults
+            return defaults
+
+    def set_side_by_side(self, state: SideBySide) -> None:
+        self.qsettings.setValue("view/layout", state.layout)
+        self.qsettings.setValue("view/right_mode", state.mode)
+        self.qsettings.setValue("view/sync", state.sync)
 
     # -- window layout -----------------------------------------------------------------------------
     def window_state(self) -> tuple[QByteArray | None, QByteArray | None]:

@@ -16,7 +16,9 @@ from PySide6.QtCore import QObject, Signal
 
 from brainscan.engine.input.frames import Frame, FrameRef
 from brainscan.engine.model.inference import Classifier, Prediction
+from brainscan.engine.results.names import display_name
 from brainscan.engine.results.record import FrameRecord, FrameResult
+from brainscan.engine.run.explain import method_title
 from brainscan.engine.viewer.display import (
     DisplayImage,
     WindowLevel,
@@ -373,15 +375,16 @@ class ViewerController(QObject):
             return ""
         if not result.ok:
             return "classification failed"
-        text = f"{result.label} {result.confidence:.0%}"
+        text = f"{display_name(result.label)} {result.confidence:.0%}"
         prediction = self.current_prediction()
         if self.classifier is not None and prediction is not None and self.overlay.visible:
             on_demand = self.overlay.on_demand_for(self.session.current_key)
             if on_demand is not None:
-                return f"{text}\nmap: {on_demand.method} · {self.classifier.classes[on_demand.target]}"
+                return (f"{text}\nmap: {method_title(on_demand.method)} · "
+                        f"{display_name(self.classifier.classes[on_demand.target])}")
             target = self.overlay.value.resolve_target(prediction)
-            shown = self.classifier.classes[target] if self.overlay.method != "eigencam" else "features"
-            text += f"\nmap: {self.overlay.method} · {shown}"
+            shown = display_name(self.classifier.classes[target]) if self.overlay.method != "eigencam" else "features"
+            text += f"\nmap: {method_title(self.overlay.method)} · {shown}"
         return text
 
     def _update_corners(self) -> None:

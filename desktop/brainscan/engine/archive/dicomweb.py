@@ -3,14 +3,10 @@
 Plain ``requests``: each instance is retrieved on its own (``GET .../instances/<SOPUID>``, multipart),
 streamed to a ``.part`` file and its one part cut out into ``<SOPUID>.dcm`` (memory stays flat
 whatever the file's size), so an interrupted retrieval keeps every instance already finished and
-a dropped connection costs one instance. Credentials come from the environment, never from the
-command line, and are never written anywhere:
-
-- ``BRAINSCAN_ARCHIVE_TOKEN``: a bearer token; or
-- ``BRAINSCAN_ARCHIVE_USER`` and ``BRAINSCAN_ARCHIVE_PASSWORD``: HTTP basic;
-- ``BRAINSCAN_ARCHIVE_CA``: a CA bundle (PEM) for a server with a private certificate authority.
-
-TLS certificates are always verified.
+a dropped connection costs one instance. Credentials come from the environment or the system
+keyring (:mod:`brainscan.engine.archive.credentials`), never from the command line, and are never
+written anywhere; ``BRAINSCAN_ARCHIVE_CA`` names a CA bundle (PEM) for a server with a private
+certificate authority. TLS certificates are always verified.
 """
 
 from __future__ import annotations
@@ -37,14 +33,9 @@ from brainscan.engine.archive.access import (
     StudyQuery,
     public_url,
 )
+from brainscan.engine.archive.credentials import CA_VARIABLE, CREDENTIALS_FIX, Credentials, credentials_for
 from brainscan.engine.errors import Cancelled as CancelledError
 
-TOKEN_VARIABLE = "BRAINSCAN_ARCHIVE_TOKEN"
-USER_VARIABLE = "BRAINSCAN_ARCHIVE_USER"
-PASSWORD_VARIABLE = "BRAINSCAN_ARCHIVE_PASSWORD"
-CA_VARIABLE = "BRAINSCAN_ARCHIVE_CA"
-CREDENTIALS_FIX = (f"set {TOKEN_VARIABLE} (a bearer token), or {USER_VARIABLE} and {PASSWORD_VARIABLE}, "
-                   "to an account the archive lets read and store")
 AGAIN = "run the same command again to fetch it"  # the fix of an instance whose transfer failed
 _ACCEPT_INSTANCE = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 _CHUNK = 1 << 16
@@ -63,19 +54,23 @@ _STUDY_FIELDS = [_STUDY_DATE, _STUDY_DESCRIPTION, _MODALITIES, _PATIENT_NAME, _P
 _SERIES_FIELDS = [_SERIES_NUMBER, _SERIES_DESCRIPTION, _MODALITY, _SERIES_INSTANCES]
 
 
-def session_from_environment(environ: Mapping[str, str] | None = None) -> requests.Session:
-    """A session with the credentials and CA bundle the environment names (TLS verified)."""
-    environ = os.environ if environ is None else environ
+def session_with(credentials: Credentials, ca_bundle: str = "") -> requests.Session:
+    """A session that sends ``credentials`` and verifies TLS (against ``ca_bundle`` when given)."""
     session = requests.Session()
     session.trust_env = False  # no ~/.netrc credentials or proxies picked up behind the user's back
-    token = environ.get(TOKEN_VARIABLE, "")
-    if token:
-        session.headers["Authorization"] = f"Bearer {token}"
-    elif environ.get(USER_VARIABLE):
-        session.auth = (environ[USER_VARIABLE], environ.get(PASSWORD_VARIABLE, ""))
-    ca = environ.get(CA_VARIABLE, "")
-    session.verify = ca if ca else True
+    if credentials.scheme == "bearer":
+        session.headers["Authorization"] = f"Bearer {credentials.secret}"
+    elif credentials.scheme == "basic":
+        session.auth = (credentials.user, credentials.secret)
+    session.verify = ca_bundle if ca_bundle else True
     return session
+
+
+def session_for(root: str, environ: Mapping[str, str] | None = None, *, keyring: Any = None) -> requests.Session:
+    """A session for the server at ``root``: credentials from the environment, else the system keyring
+    (``keyring``: a stand-in for the ``keyring`` module, for tests), CA bundle from the environment."""
+    environ = os.environ if environ is None else environ
+    return session_with(credentials_for(root, environ, backend=keyring), environ.get(CA_VARIABLE, ""))
 
 
 def _value(item: Mapping[str, Any], tag: str) -> str:
@@ -112,7 +107,7 @@ class DicomWebArchive:
     def __init__(self, root: str, session: requests.Session | None = None) -> None:
         self.root = root.rstrip("/")
         self.server = public_url(self.root)
-        self.session = session if session is not None else session_from_environment()
+        self.session = session if session is not None else session_for(self.root)
 
     # -- HTTP, with the errors a person can act on ---------------------------------------------------
     def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:

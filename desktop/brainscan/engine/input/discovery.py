@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from brainscan.engine.errors import InputError
-from brainscan.engine.input import dicom_header, dicom_series, raster_headers
+from brainscan.engine.input import dicom_header, dicom_series, planes, raster_headers
 from brainscan.engine.input.frames import FrameRef, is_plausible_dicom, kind_of
 
 # -- discovery ---------------------------------------------------------------------------------
@@ -27,6 +27,8 @@ PICTURE_SUFFIXES = frozenset({
 })
 # Left in every folder a run writes into (results.py holds it there); such a folder is never screened.
 OUTPUT_MARKER = ".brainscan.lock"
+# The viewer's measurements and key images, kept beside a study's files (engine/results/annotations.py).
+ANNOTATIONS_SIDECAR = "brainscan-annotations.json"
 
 SKIPPED_NOT_IMAGES = "not images"
 SKIPPED_NON_IMAGE_DICOM = "DICOM objects without an image (reports, plans, waveforms)"
@@ -113,7 +115,7 @@ def _walk(
             continue
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
-            if name.startswith(".") or name.upper() == "DICOMDIR":
+            if name.startswith(".") or name.upper() == "DICOMDIR" or name == ANNOTATIONS_SIDECAR:
                 continue
             path = Path(directory, name)
             key = os.path.realpath(path)
@@ -140,9 +142,11 @@ def _dicom_headers(path: Path, sniffed: str) -> list[dicom_series.SliceHeader] |
         return None
 
 
-def discover(paths: Iterable[str | Path], *, exclude: Iterable[str | Path] = ()) -> list[FrameRef]:
+def discover(
+    paths: Iterable[str | Path], *, exclude: Iterable[str | Path] = (), plane: str = planes.ACQUIRED
+) -> list[FrameRef]:
     """Every picture to screen under ``paths``: :func:`find_inputs` without its notes."""
-    return find_inputs(paths, exclude=exclude).refs
+    return find_inputs(paths, exclude=exclude, plane=plane).refs
 
 
 def find_inputs(
@@ -150,6 +154,7 @@ def find_inputs(
     *,
     exclude: Iterable[str | Path] = (),
     on_file: Callable[[int], None] | None = None,
+    plane: str = planes.ACQUIRED,
 ) -> Discovery:
     """Every picture to screen under ``paths``, without decoding pixels, and what was left out.
 
@@ -169,6 +174,10 @@ def find_inputs(
     ----------
     on_file:
         Called with the number of files looked at so far, after each (progress of a long walk).
+    plane:
+        ``"acquired"`` (DICOM frames as stored, NIfTI across its third voxel axis), or a plane that 3-D DICOM
+        series and NIfTI files are cut along (:mod:`brainscan.engine.input.planes`); a NIfTI file gives one
+        series of its slices either way.
 
     Raises
     ------
@@ -186,6 +195,9 @@ def find_inputs(
             sniffed = raster_headers.sniff_file(path)
         except InputError:
             sniffed = "unknown"
+        if sniffed == "nifti":
+            slots.extend(planes.nifti_refs(path, plane))
+            continue
         headers = _dicom_headers(path, sniffed) if kind_of(sniffed) == "dicom" else None
         if headers is None:
             kind = "dicom" if sniffed == "dicom" else kind_of(sniffed)
@@ -207,7 +219,7 @@ def find_inputs(
         if isinstance(slot, FrameRef):
             found.refs.append(slot)
         else:
-            found.refs.extend(_series_refs(series[slot]))
+            found.refs.extend(planes.reformat_refs(_series_refs(series[slot]), plane, series[slot]))
     return found
 
 

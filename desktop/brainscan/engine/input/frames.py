@@ -15,17 +15,20 @@ from brainscan.engine.input import raster_headers
 if TYPE_CHECKING:  # pydicom is imported where a DICOM file is met, never for a run over pictures
     from pydicom.dataset import Dataset
 
-KINDS = ("raster", "dicom", "unknown")
+KINDS = ("raster", "dicom", "unknown", "nifti", "reformat")
 @dataclass(frozen=True)
 class FrameRef:
-    """One 2-D picture to classify: an image file, or one frame or slice of DICOM."""
+    """One 2-D picture to classify: an image file, or one frame or slice of DICOM, or one slice of a volume
+    (a NIfTI file's, or a DICOM series' reformat: :mod:`brainscan.engine.input.planes` numbers their frames)."""
 
     path: Path
-    frame: int = 0  # frame index in a multi-frame DICOM, else 0
-    kind: str = "raster"  # "raster" | "dicom" | "unknown"
+    frame: int = 0  # frame index in a multi-frame DICOM, else 0; a volume's slice (input/planes.py)
+    kind: str = "raster"  # "raster" | "dicom" | "unknown" | "nifti" | "reformat" (of a DICOM series)
     series_uid: str = ""  # DICOM Series Instance UID ("" for raster)
     series_index: int = 0  # position of this slice within its sorted series (0-based)
     series_length: int = 1
+    # a reformat's DICOM series, as acquired (not part of the identity: path and frame are)
+    sources: tuple[FrameRef, ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass
@@ -50,6 +53,8 @@ def kind_of(sniffed: str) -> str:
         return "raster"
     if sniffed in ("dicom", "dicom-raw"):
         return "dicom"
+    if sniffed == "nifti":
+        return "nifti"
     return "unknown"
 
 

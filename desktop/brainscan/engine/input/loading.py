@@ -9,6 +9,7 @@ nothing large is cached, so memory stays flat over a batch.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -104,6 +105,10 @@ def load_frame(ref: FrameRef) -> Frame:
     path = Path(ref.path)
     sniffed = raster_headers.sniff_file(path)  # refuses pipes, devices and broken links before opening
     raster_headers.check_file_size(path)
+    if ref.kind == "reformat" or sniffed == "nifti":  # a slice of a volume (engine/input/volume_frames.py)
+        from brainscan.engine.input.volume_frames import load_volume_frame
+
+        return load_volume_frame(ref if ref.kind == "reformat" or ref.kind == "nifti" else replace(ref, kind="nifti"))
     if sniffed in raster_headers.RASTER_FORMATS:
         return _load_raster(ref)
     if sniffed in ("dicom", "dicom-raw"):

@@ -23,7 +23,7 @@ from brainscan.engine.input.dicom_header import MAX_FRAME_PIXELS, MAX_SIDE, MIN_
 
 MAX_FILE_BYTES = 1 << 30  # 1 GiB
 MAX_PIXELS = MAX_FRAME_PIXELS  # the same limits as a DICOM frame (dicom_pixels), and MIN_SIDE too
-SNIFF_BYTES = 132  # enough for the DICOM preamble and "DICM"
+SNIFF_BYTES = 352  # enough for the DICOM preamble and "DICM", and the NIfTI-1 magic at offset 344
 
 RASTER_FORMATS = ("jpeg", "png", "bmp", "tiff")
 SUPPORTED = "JPEG, PNG, BMP, TIFF or DICOM"
@@ -46,12 +46,15 @@ def sniff(head: bytes) -> str:
     str
         ``"jpeg"``, ``"png"``, ``"bmp"``, ``"tiff"``, ``"dicom"`` ("DICM" at offset 128),
         ``"dicom-raw"`` (no preamble, but starting like a group 0x0002 or 0x0008 element: to be
-        confirmed by reading it), ``"empty"`` or ``"unknown"``.
+        confirmed by reading it), ``"nifti"`` (single-file NIfTI-1 or NIfTI-2: "n+1\0" at offset 344,
+        "n+2\0" at offset 4; gzipped NIfTI is told by its name, :func:`sniff_file`), ``"empty"`` or ``"unknown"``.
     """
     if not head:
         return "empty"
     if head[128:132] == b"DICM":
         return "dicom"
+    if head[344:348] == b"n+1\0" or head[4:8] == b"n+2\0":
+        return "nifti"
     if head.startswith(b"\xff\xd8\xff"):
         return "jpeg"
     if head.startswith(_PNG_MAGIC):
@@ -80,11 +83,14 @@ def looks_like_raw_dicom(head: bytes) -> bool:
 
 
 def sniff_file(path: Path) -> str:
-    """:func:`sniff` on the first bytes of ``path``; raises InputError when it cannot be read."""
+    """:func:`sniff` on the first bytes of ``path``; raises InputError when it cannot be read.
+
+    A gzip stream named ``.nii.gz`` is ``"nifti"``: its header is inside the compressed data.
+    """
     require_regular_file(path)
     try:
         with open(path, "rb") as handle:
-            return sniff(handle.read(SNIFF_BYTES))
+            head = handle.read(SNIFF_BYTES)
     except FileNotFoundError as exc:
         raise InputError(path, "does not exist", "check the path") from exc
     except IsADirectoryError as exc:
@@ -93,6 +99,10 @@ def sniff_file(path: Path) -> str:
         raise InputError(
             path, f"cannot be read ({exc.strerror or exc})", "check that it is readable"
         ) from exc
+    sniffed = sniff(head)
+    if sniffed == "unknown" and head.startswith(b"\x1f\x8b") and str(path).lower().endswith(".nii.gz"):
+        return "nifti"
+    return sniffed
 
 
 def require_regular_file(path: Path) -> None:

@@ -138,6 +138,7 @@ class Classifier:
         self, model_path: str | Path, device: str = "auto", threads: int | None = None, *, allow_unverified: bool = False
     ) -> None:
         self.model_path = Path(model_path)
+        self.threads = threads  # onnxruntime's intra-op threads; None: its own choice (one per core)
         self._sha256: str | None = None  # of the whole file: computed once, for the card and the checksum cache
         if not self.model_path.is_file():
             raise ModelError(

@@ -20,10 +20,13 @@ from brainscan.engine.input import raster_headers
 from brainscan.engine.input.dicom_header import import_pydicom
 from brainscan.engine.input.frames import kind_of
 from brainscan.engine.input.picture_checks import HEAT_OUTSIDE_WARNING
+from brainscan.engine.input.planes import frame_label
 from brainscan.engine.model.cam import pointing_note
 from brainscan.engine.model.integrity import UNVERIFIED_WARNING, file_sha256, is_verified
+from brainscan.engine.reports.annotation_content import AnnotationSection, gather
 from brainscan.engine.reports.flags import ReviewRule
 from brainscan.engine.reports.thumbnails import THUMBNAILS_DIR, thumbnail_name
+from brainscan.engine.results.annotations import Annotations
 from brainscan.engine.results.cells import path_text
 from brainscan.engine.results.names import display_name
 from brainscan.engine.results.record import FrameRecord
@@ -94,7 +97,7 @@ class ImageEntry:
     @property
     def where(self) -> str:
         """The path, with the frame when it is not the first."""
-        return f"{self.path} [frame {self.frame}]" if self.frame else self.path
+        return f"{self.path} [{frame_label(self.frame)}]" if self.frame else self.path
 
     @property
     def warnings(self) -> list[str]:
@@ -145,6 +148,7 @@ class ReportContent:
     verdict_rule: VerdictRule = field(default_factory=VerdictRule)
     common_folder: Path | None = None
     sources: Mapping[str, str] = field(default_factory=dict)  # archive instances: real path of the file -> URL
+    annotations: AnnotationSection = field(default_factory=AnnotationSection)  # measurements and key images
 
     @property
     def counts(self) -> dict[str, int]:
@@ -281,11 +285,13 @@ def build_content(
     dicom_uid: Callable[[str], str] | None = None,
     verdict_rule: VerdictRule | None = None,
     sources: Mapping[str, str] | None = None,
+    annotations: Annotations | None = None,
 ) -> ReportContent:
     """Gather a report from the records of ``results.csv`` (:meth:`~brainscan.engine.results.store.ResultsStore.records`).
 
     ``verdict_rule`` calls each series (the model contract's ``series_rule``; the defaults when None).
     ``sources`` maps files retrieved from an archive to their URLs: the report shows the URL.
+    ``annotations``: a person's measurements and key images (those of the frames reported are shown).
     """
     rule = rule or ReviewRule()
     verdict_rule = verdict_rule or VerdictRule()
@@ -343,6 +349,7 @@ def build_content(
         verdict_rule=verdict_rule,
         common_folder=folder,
         sources=sources,
+        annotations=gather(annotations, entries),
     )
 
 

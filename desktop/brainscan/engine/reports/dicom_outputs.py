@@ -35,12 +35,15 @@ from pydicom.sequence import Sequence as DicomSequence
 
 from brainscan.engine.input import raster_headers
 from brainscan.engine.input.frames import kind_of
+from brainscan.engine.input.planes import ACQUIRED, frame_plane
 from brainscan.engine.model.integrity import UNVERIFIED_WARNING, is_verified
 from brainscan.engine.model.overlay import blend
 from brainscan.engine.reports import common, privacy, sr_codes
+from brainscan.engine.reports.annotation_sr import annotation_groups
 from brainscan.engine.reports.thumbnails import colour_bar, frame_stem
+from brainscan.engine.results.annotations import Annotations
 from brainscan.engine.results.cells import path_text
-from brainscan.engine.results.record import FrameRecord, FrameResult
+from brainscan.engine.results.record import FrameRecord, FrameResult, frame_key
 
 log = logging.getLogger(__name__)
 
@@ -283,8 +286,12 @@ class DicomWriter:
         return sc
 
     # -- structured reports, at the end ------------------------------------------------------------
-    def write_reports(self, records: Iterable[FrameRecord], classes: tuple[str, ...]) -> DicomSummary:
+    def write_reports(self, records: Iterable[FrameRecord], classes: tuple[str, ...],
+                      annotations: Annotations | None = None) -> DicomSummary:
         """One Comprehensive 3D SR per study of the classified DICOM records; counts raster inputs apart.
+
+        A person's measurements and key images (``annotations``) on those frames go into their study's SR
+        (:mod:`~brainscan.engine.reports.annotation_sr`).
 
         Raises
         ------
@@ -304,8 +311,8 @@ class DicomWriter:
                     kinds[path] = "unknown"
             if kinds[path] == "raster":
                 raster_paths.add(path)
-            if kinds[path] != "dicom" or not record.ok:
-                continue
+            if kinds[path] != "dicom" or not record.ok or frame_plane(record.frame)[0] != ACQUIRED:
+                continue  # a reformat (engine/input/planes.py) is no instance of its source to reference
             if path not in headers:
                 try:
                     source = read_source_header(path)
@@ -319,7 +326,10 @@ class DicomWriter:
         self.summary.raster_inputs = len(raster_paths)
         for study, items in by_study.items():
             try:
-                report = self.structured_report(study, items, classes)
+                headers_by_key = {frame_key(r.path, r.frame): h for r, h in items}
+                extra = annotation_groups(annotations, headers_by_key, self.uids.derive,
+                                          keep_text=not self.settings.deidentify) if annotations else []
+                report = self.structured_report(study, items, classes, extra)
             except Exception as exc:
                 log.warning("no structured report for study %s: %s", study, exc)
                 log.debug("structured report failure", exc_info=True)
@@ -331,11 +341,10 @@ class DicomWriter:
         return self.summary
 
     def structured_report(self, study: str, items: list[tuple[FrameRecord, Dataset]],
-                          classes: tuple[str, ...]) -> Dataset:
+                          classes: tuple[str, ...], extra_groups: Iterable = ()) -> Dataset:
         from highdicom import sr
         from highdicom.coding_schemes import CodingSchemeIdentificationItem
         from pydicom.sr.codedict import codes
-        from pydicom.uid import generate_uid
 
         card = self.settings.model_card
         algorithm = sr.AlgorithmIdentification(
@@ -375,6 +384,8 @@ class DicomWriter:
                     codes.DCM.Finding, sr.CodedConcept(*sr_codes.finding_code(label)))],
                 source_images=[source],
             ))
+        extra_groups = list(extra_groups)
+        groups += extra_groups  # a person's measurements and key images
         observer = sr.ObserverContext(
             observer_type=codes.DCM.Device,
             observer_identifying_attributes=sr.DeviceObserverIdentifyingAttributes(
@@ -394,7 +405,8 @@ class DicomWriter:
             content=content[0],
             series_instance_uid=self.uids.derive("sr-series", study),
             series_number=SR_SERIES_NUMBER,
-            sop_instance_uid=generate_uid(),
+            # the same findings give the same UID (storing a folder twice adds nothing); changed ones a new one
+            sop_instance_uid=self.uids.derive("sr", study, hashlib.sha256(str(content[0]).encode()).hexdigest()),
             instance_number=1,
             manufacturer=MANUFACTURER,
             is_complete=True,
@@ -407,6 +419,8 @@ class DicomWriter:
         )
         if self.settings.deidentify:
             report.copy_patient_and_study_information(evidence[0])
+        if extra_groups:  # a person's notes and labels may hold any character: UTF-8
+            report.SpecificCharacterSet = "ISO_IR 192"
         return report
 
 

@@ -10,7 +10,7 @@ import base64
 from html import escape
 from pathlib import Path
 
-from brainscan.engine.reports import common
+from brainscan.engine.reports import annotation_content, common
 from brainscan.engine.reports.content import (
     ImageEntry,
     ReportContent,
@@ -135,6 +135,7 @@ def render_html(content: ReportContent) -> str:
                        f"{fmt(entry.confidence, 2)}</b> (tumour p {fmt(entry.tumour_probability, 2)})"
                        f"<div>{escape(entry.where)}</div>{flag}</div>")
         out.append("</div>")
+    out.append(annotation_content.render_html(content.annotations))
     out.append("<h2>Model card</h2>")
     out.append(_facts_table(model_facts(content.run)))
     facts, per_class = validation_facts(content.run)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from brainscan.engine.reports import common
+from brainscan.engine.reports import annotation_content, common
 from brainscan.engine.reports.content import (
     ImageEntry,
     ReportContent,
@@ -199,6 +199,7 @@ def build_story(content: ReportContent, width: float) -> list:
         grid[-1] += [""] * (GALLERY_COLUMNS - len(grid[-1]))
         story.append(_table(grid, [width / GALLERY_COLUMNS] * GALLERY_COLUMNS, header=False))
 
+    story += annotation_content.pdf_story(content.annotations, s, width, _table)
     story.append(Paragraph("Model card", s["h2"]))
     story.append(_facts(model_facts(content.run), s, width))
     facts, per_class = validation_facts(content.run)

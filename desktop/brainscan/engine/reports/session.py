@@ -9,6 +9,7 @@ written (``results.csv`` above all) is kept.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +27,11 @@ from brainscan.engine.reports.thumbnails import (
     png_bytes,
     thumbnail_name,
 )
-from brainscan.engine.results.record import FrameRecord, FrameResult
+from brainscan.engine.results import annotations as sidecar
+from brainscan.engine.results.record import FrameRecord, FrameResult, frame_key
 from brainscan.engine.results.verdict import VerdictRule
+
+log = logging.getLogger(__name__)
 
 RASTER_HAS_NO_DICOM = "{n} raster images have no DICOM output; DICOM objects are written for DICOM inputs only"
 
@@ -48,6 +52,9 @@ class ReportOptions:
         How each series is called (the model contract's ``series_rule``, else the defaults).
     sources:
         Files retrieved from an archive, by URL: the PDF and HTML show the URL instead of the cached file.
+    annotations_fallback:
+        Where the viewer keeps the annotations sidecar of a study in a read-only folder (its settings
+        folder); the sidecar beside the study's files is always read.
     """
 
     formats: tuple[str, ...]
@@ -62,6 +69,7 @@ class ReportOptions:
     thumbnail_side: int = MAX_SIDE
     verdict_rule: VerdictRule = field(default_factory=VerdictRule)
     sources: Mapping[str, str] = field(default_factory=dict)  # archive instances: cached file -> URL (shown)
+    annotations_fallback: Path | None = None
 
     @property
     def documents(self) -> bool:
@@ -135,6 +143,16 @@ class ReportSession:
                 + "; results.csv and everything already written are kept"
             ) from exc
 
+    def _annotations(self, records: list[FrameRecord]) -> sidecar.Annotations:
+        """A person's measurements and key images of these frames (their study's sidecar); none when the
+        sidecar cannot be read: annotations never stop a report."""
+        try:
+            found = sidecar.load({r.path for r in records}, self.options.annotations_fallback)
+        except Exception as exc:
+            log.warning("annotations not read for the report: %s", exc)
+            return sidecar.Annotations()
+        return found.only(frame_key(r.path, r.frame) for r in records)
+
     def finish(self, records: Iterable[FrameRecord], run: Mapping[str, Any], classes: tuple[str, ...]) -> ReportOutcome:
         """Write the PDF, HTML and the Structured Reports from the final records and run info.
 
@@ -147,6 +165,7 @@ class ReportSession:
         records = list(records)
         outcome = ReportOutcome()
         failures: list[str] = []
+        found = self._annotations(records)
         if self.options.documents:
             from brainscan.engine.reports.html_report import write_html
             from brainscan.engine.reports.pdf_report import write_pdf
@@ -157,6 +176,7 @@ class ReportSession:
                 opacity=self.options.opacity, keep_identifiers=self.options.keep_identifiers,
                 max_thumbnails=self.options.max_thumbnails, max_table_rows=self.options.max_table_rows,
                 dicom_uid=uid_map, verdict_rule=self.options.verdict_rule, sources=self.options.sources,
+                annotations=found,
             )
             for name, writer, filename in (("pdf", write_pdf, common.REPORT_PDF), ("html", write_html, common.REPORT_HTML)):
                 if name not in self.options.formats:
@@ -168,7 +188,7 @@ class ReportSession:
                     failures.append(common.describe_os_error(path, exc))
         if self.dicom is not None:
             try:
-                summary = self.dicom.write_reports(records, classes)
+                summary = self.dicom.write_reports(records, classes, found)
             except OSError as exc:
                 failures.append(common.describe_os_error(Path(exc.filename or self.dicom.folder), exc))
                 summary = self.dicom.summary

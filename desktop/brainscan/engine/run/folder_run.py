@@ -29,6 +29,7 @@ import onnxruntime
 
 from brainscan import RESEARCH_USE_NOTICE, __version__
 from brainscan.engine.input.frames import FrameRef
+from brainscan.engine.input.planes import conflict_message, planes_in_conflict
 from brainscan.engine.model.inference import Classifier
 from brainscan.engine.model.overlay import blend, caption, write_png
 from brainscan.engine.reports import ReportError, ReportOptions, ReportOutcome, ReportSession, privacy
@@ -76,7 +77,8 @@ class RunSettings:
     colormap: str = "jet"
     opacity: float = 0.45
     threshold: float = DEFAULT_THRESHOLD  # heat under it stays uncoloured in thumbnails and saved overlays
-    batch_size: int = DEFAULT_BATCH_SIZE
+    batch_size: int | None = DEFAULT_BATCH_SIZE  # None: measured (engine/run/tuning.py), with lanes
+    lanes: int | None = 1  # batches classified at once; None: measured, up to one per share of the cores
     save_overlays: bool = False
     report_formats: tuple[str, ...] = ()
     keep_identifiers: bool = False
@@ -86,6 +88,7 @@ class RunSettings:
     sources: Mapping[str, str] = field(default_factory=dict)  # archive instances: cached file -> its URL
     failed_inputs: tuple[FrameResult, ...] = ()
     replace: frozenset[str] = frozenset()
+    annotations_fallback: Path | None = None  # the viewer's sidecar folder for read-only studies (ReportOptions)
 
 
 @dataclass
@@ -126,7 +129,7 @@ class FolderRun:
     def __init__(self, classifier: Classifier, refs: Sequence[FrameRef], settings: RunSettings) -> None:
         if not 0.0 <= settings.opacity <= 1.0:
             raise ValueError(f"opacity must lie in [0, 1], got {settings.opacity}")
-        if settings.batch_size < 1:
+        if settings.batch_size is not None and settings.batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {settings.batch_size}")
         if settings.deidentify and settings.keep_identifiers:
             raise ValueError("keep_identifiers and deidentify contradict each other: choose one")
@@ -147,13 +150,17 @@ class FolderRun:
                 ReportOptions(settings.report_formats, colormap=settings.colormap, opacity=settings.opacity,
                               threshold=settings.threshold,
                               keep_identifiers=settings.keep_identifiers, deidentify=settings.deidentify,
-                              verdict_rule=self.verdict_rule, sources=settings.sources),
+                              verdict_rule=self.verdict_rule, sources=settings.sources,
+                              annotations_fallback=settings.annotations_fallback),
                 application_version=__version__, model_card=classifier.model_card(), cam_method=settings.cam_method,
                 uids=self.uids,
             ) if settings.report_formats else None
             self.overlays = settings.out / OVERLAYS_DIR if settings.save_overlays else None
             if self.overlays is not None:
                 self.overlays.mkdir(parents=True, exist_ok=True)
+            conflicts = planes_in_conflict(self.store.done, refs)  # one plane per file and folder (input/planes.py)
+            if conflicts:
+                raise OutputError(conflict_message(settings.out, conflicts))
             for failed in settings.failed_inputs:
                 if not self.store.is_done(failed.ref.path, failed.ref.frame):
                     # never read: its place in the series is unknown
@@ -203,7 +210,7 @@ class FolderRun:
         """
         keep = self.overlays is not None or self.reports is not None
         for result in screen(self.todo, self.classifier, cam_method=self.settings.cam_method,
-                             batch_size=self.settings.batch_size, keep_frames=keep):
+                             batch_size=self.settings.batch_size, lanes=self.settings.lanes, keep_frames=keep):
             if frame_key(result.ref.path, result.ref.frame) not in self._outputs_only:
                 self.store.append(result, self.settings.cam_method)
             if self.overlays is not None:

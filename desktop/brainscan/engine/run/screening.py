@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -20,23 +21,23 @@ from brainscan.engine.model.cam import CLASS_INDEPENDENT, METHODS, cam_on_pictur
 from brainscan.engine.model.inference import Classifier, Prediction, tumour_probability
 from brainscan.engine.results.record import FrameResult, describe_failure
 from brainscan.engine.run.decode_ahead import DECODE_AHEAD_BYTES, DecodeBudget, decode_ahead, frame_bytes
+from brainscan.engine.run.tuning import tuner_for
 
 BATCH_BYTES = 64 << 20  # a batch is classified early when its frames hold this much
-# Frames per inference batch. Measured with `brainscan screen` on 400 Kaggle JPGs (2 cores, model 0.3.0, two rounds):
-# batch 1: 6.3-6.5 s and 240 MB peak; 2: 5.9-6.3 s, 284 MB; 4: 5.9 s, 381 MB; 8: 6.0 s, 568 MB. Larger batches
-# do not run faster on a CPU but onnxruntime's working memory grows with them, so 4.
+# Frames per inference batch where a caller fixes it (the viewer, the self-test). `brainscan screen` measures
+# its plan instead (engine/run/tuning.py). Measured with `brainscan screen` on 400 Kaggle JPGs (2 cores, model
+# 0.3.0, two rounds): batch 1: 6.3-6.5 s and 240 MB peak; 2: 5.9-6.3 s, 284 MB; 4: 5.9 s, 381 MB; 8: 6.0 s,
+# 568 MB; onnxruntime's working memory grows with the batch.
 DEFAULT_BATCH_SIZE = 4
-
-
-def _predict_isolated(classifier: Classifier, frames: list[Frame]) -> list[Prediction | BaseException]:
+def _predict_isolated(classifier: Classifier, pictures: list[np.ndarray]) -> list[Prediction | BaseException]:
     """Predict a batch; if the batch fails, retry one by one so only the bad frame fails."""
     try:
-        return list(classifier.predict([f.picture for f in frames]))
+        return list(classifier.predict(pictures))
     except Exception:
         results: list[Prediction | BaseException] = []
-        for frame in frames:
+        for picture in pictures:
             try:
-                results.append(classifier.predict([frame.picture])[0])
+                results.append(classifier.predict([picture])[0])
             except Exception as exc:
                 results.append(exc)
         return results
@@ -102,24 +103,22 @@ def classified(
     return result
 
 
-def _flush(
-    batch: deque[tuple[FrameRef, Frame | BaseException]],
-    classifier: Classifier,
+def _results(
+    batch: list[tuple[FrameRef, Frame | BaseException]],
+    predictions: list[Prediction | BaseException],
     budget: DecodeBudget,
     result_of: Callable[[FrameRef, Frame, Prediction], FrameResult],
 ) -> Iterator[FrameResult]:
-    """Classify a batch, then yield its results in order, letting go of each frame once its consumer is done."""
-    frames = [item for _, item in batch if isinstance(item, Frame)]
-    predictions = iter(_predict_isolated(classifier, frames)) if frames else iter(())
-    frames.clear()
-    while batch:
-        ref, item = batch.popleft()
+    """Yield a classified batch's results in order, letting go of each frame once its consumer is done."""
+    found = iter(predictions)
+    for index, (ref, item) in enumerate(batch):
         nbytes = frame_bytes(item)
+        batch[index] = (ref, None)  # type: ignore[assignment]  # the batch no longer holds the frame
         try:
             if not isinstance(item, Frame):
                 yield FrameResult(ref, "error", error=describe_failure(ref, item))
                 continue
-            prediction = next(predictions)
+            prediction = next(found)
             if isinstance(prediction, BaseException):
                 yield FrameResult(ref, "error", error=describe_failure(ref, prediction))
                 continue
@@ -129,43 +128,95 @@ def _flush(
             budget.let_go(nbytes)
 
 
+def _take_batch(
+    decoded: Iterator[tuple[FrameRef, Frame | BaseException]], size: int, budget: DecodeBudget
+) -> list[tuple[FrameRef, Frame | BaseException]]:
+    """The next ``size`` decoded frames (fewer at the end, or once they hold :data:`BATCH_BYTES`), moved to
+    the budget's ``in use``."""
+    batch: list[tuple[FrameRef, Frame | BaseException]] = []
+    held = 0
+    for ref, item in decoded:
+        batch.append((ref, item))
+        held += frame_bytes(item)
+        del item
+        if len(batch) >= size or held >= BATCH_BYTES:
+            break
+    budget.use(held)
+    return batch
+
+
 def screen(
     refs: Iterable[FrameRef],
     classifier: Classifier,
     *,
     cam_method: str | None = "gradcam",
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = DEFAULT_BATCH_SIZE,
     keep_frames: bool = False,
     decode_workers: int = 2,
+    lanes: int | None = 1,
+    remember_plan: bool = True,
 ) -> Iterator[FrameResult]:
     """Classify every frame of ``refs``, yielding one result per frame in order.
+
+    Frames are decoded ahead on ``decode_workers`` threads; up to ``lanes`` batches are classified at once
+    on their own threads (onnxruntime lets go of the GIL), while this generator's consumer computes the
+    heat maps and writes the results of the batches before them.
 
     Parameters
     ----------
     cam_method:
         One of :data:`brainscan.engine.model.cam.METHODS` to compute the heat map of the predicted
         class (``heat``, at the picture's size, and its peak), or ``None`` for none.
+    batch_size, lanes:
+        Frames per batch and batches at once (by default one batch of :data:`DEFAULT_BATCH_SIZE` at a
+        time, as the viewer runs it). None: measured (:mod:`brainscan.engine.run.tuning`: the plan
+        remembered for this machine and model, else a few plans tried on the first frames), lanes up to
+        one per ``classifier.threads``-sized share of the cores (one when onnxruntime's own threads take
+        them all); a given one is kept. The results do not depend on either beyond float noise.
     keep_frames:
         Keep the decoded :class:`Frame` and :class:`Prediction` on each result (the viewer and
         overlay writing need them; plain screening does not, so memory stays flat).
+    remember_plan:
+        Remember a measured plan in the user's cache folder for the next run.
     """
     if cam_method is not None and cam_method not in METHODS:
         raise ValueError(f"unknown CAM method {cam_method!r}; choose one of {', '.join(METHODS)} or none")
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch_size}")
+    tuner = tuner_for(classifier, batch_size=batch_size, lanes=lanes, remember=remember_plan)
+    most = tuner.largest
     budget = DecodeBudget(DECODE_AHEAD_BYTES)
-    batch: deque[tuple[FrameRef, Frame | BaseException]] = deque()
-    batch_bytes = 0
 
     def result_of(ref: FrameRef, frame: Frame, prediction: Prediction) -> FrameResult:
         return classified(ref, frame, prediction, classifier, cam_method=cam_method, keep_frames=keep_frames)
 
-    for ref, item in decode_ahead(refs, workers=decode_workers, ahead=max(2 * batch_size, 4), budget=budget):
-        batch.append((ref, item))
-        batch_bytes += frame_bytes(item)
-        del item
-        if len(batch) >= batch_size or batch_bytes >= BATCH_BYTES:
-            budget.use(batch_bytes)
-            batch_bytes = 0
-            yield from _flush(batch, classifier, budget, result_of)
-    if batch:
-        budget.use(batch_bytes)
-        yield from _flush(batch, classifier, budget, result_of)
+    decoded = decode_ahead(refs, workers=decode_workers, ahead=max(2 * most.lanes * most.batch_size, 4),
+                           budget=budget)
+    in_flight: deque[tuple[list[tuple[FrameRef, Frame | BaseException]], Future | None]] = deque()
+    with ThreadPoolExecutor(max_workers=most.lanes, thread_name_prefix="brainscan-infer") as lanes_pool:
+
+        def start_batches() -> None:
+            while tuner.may_submit(len(in_flight)):
+                batch = _take_batch(decoded, tuner.plan.batch_size, budget)
+                if not batch:
+                    return
+                frames = [item.picture for _, item in batch if isinstance(item, Frame)]
+                future = lanes_pool.submit(_predict_isolated, classifier, frames) if frames else None
+                in_flight.append((batch, future))
+                tuner.submitted(len(frames))
+
+        try:
+            start_batches()
+            while in_flight:
+                batch, future = in_flight.popleft()
+                predictions = future.result() if future is not None else []
+                tuner.finished(len(predictions))
+                start_batches()  # the lanes work on while this batch's heat maps are made and written
+                yield from _results(batch, predictions, budget, result_of)
+                del batch, predictions
+        finally:
+            for _, future in in_flight:
+                if future is not None:
+                    future.cancel()
+            in_flight.clear()
+            decoded.close()

@@ -28,6 +28,8 @@ from brainscan.engine.model.contract import ModelContract
 from brainscan.engine.model.inference import Prediction
 from brainscan.engine.model.overlay import COLORMAPS, blend, caption, colormap_lut
 from brainscan.engine.reports.thumbnails import DEFAULT_THRESHOLD
+from brainscan.engine.results.names import display_name
+from brainscan.engine.run.explain import method_title
 from brainscan.engine.viewer.evented import EventedField, EventedModel
 
 PREDICTED = -1  # target "the predicted class"
@@ -208,10 +210,10 @@ def export_caption(
     parts = []
     method = method or settings.method
     if label:
-        parts.append(f"{label} {confidence:.0%}")
+        parts.append(f"{display_name(label)} {confidence:.0%}")
     if settings.visible:
-        shown = "any class" if method in CLASS_INDEPENDENT else classes[target]
-        parts.append(f"{method} for {shown}")
+        shown = "any class" if method in CLASS_INDEPENDENT else display_name(classes[target])
+        parts.append(f"{method_title(method)} for {shown}")
     parts.append(RESEARCH_USE_NOTICE)
     return " | ".join(parts)
 

@@ -81,7 +81,9 @@ def series_tags_name(path: str | Path) -> str:
 
 def series_name(ref: FrameRef) -> str:
     """What people call a DICOM series: ``"Series Number · Series Description"`` when the tags are there, else
-    its folder and the tail of its UID."""
+    its folder and the tail of its UID; a NIfTI file's slices: the file's name."""
+    if ref.kind == "nifti":
+        return Path(ref.path).name
     return series_tags_name(ref.path) or f"{Path(ref.path).parent.name or Path(ref.path).parent} · series …{ref.series_uid[-8:]}"
 
 

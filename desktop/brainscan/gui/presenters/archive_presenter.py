@@ -4,7 +4,8 @@ folder and STOW-RS of a report's DICOM outputs, each in the background on a
 :class:`~brainscan.engine.archive.Archive` doing the work.
 
 The server is remembered in the settings (``archive/server``); credentials come from the environment
-variables the engine reads and are never stored. Retrieved series land in the cache folder
+variables the engine reads or from the system keyring (*Sign in...* keeps them there), never from the
+settings. Retrieved series land in the cache folder
 (``archive/cache`` in the settings, else :func:`default_cache_folder`) as
 ``<StudyUID>/<SeriesUID>/<SOPUID>.dcm`` and are opened as a local DICOM folder is; a series already
 there is not fetched again. Cancelling stops between two instances: the ones finished stay cached,
@@ -33,10 +34,11 @@ from brainscan.engine.archive import (
     StudyQuery,
 )
 from brainscan.engine.archive.access import is_archive_url, public_url
+from brainscan.engine.archive.credentials import Credentials, save_to_keyring
 from brainscan.engine.errors import BrainscanError
 from brainscan.engine.run.archive_run import dicom_outputs, open_archive, record_stored
 from brainscan.engine.run.folder_run import RunOutcome
-from brainscan.gui.archive_dialog import ArchiveDialog
+from brainscan.gui.archive_dialog import ArchiveDialog, SignInDialog
 from brainscan.gui.job_runner import JobRunner
 from brainscan.gui.presenters.open_presenter import OpenPresenter
 from brainscan.gui.settings import AppSettings
@@ -204,6 +206,7 @@ class ArchivePresenter(QObject):
         if self.dialog is None:
             dialog = ArchiveDialog(self.server, str(self.cache_folder), self._parent)
             dialog.search.clicked.connect(self.search)
+            dialog.sign_in.clicked.connect(self.sign_in)
             dialog.open.clicked.connect(self.open_selected)
             dialog.cancel.clicked.connect(self.cancel)
             dialog.studies.itemSelectionChanged.connect(self._on_study_selected)
@@ -212,6 +215,11 @@ class ArchivePresenter(QObject):
         self.dialog.raise_()
         self.dialog.activateWindow()
         return self.dialog
+
+    def _show_error(self, text: str) -> None:
+        """A refusal in the dialog's error line (it is open whenever this is called)."""
+        if self.dialog is not None:
+            self.dialog.show_error(text)
 
     def _server_from_dialog(self) -> str:
         assert self.dialog is not None
@@ -222,6 +230,34 @@ class ArchivePresenter(QObject):
             return ""
         self.server = url
         return url
+
+    def sign_in(self) -> SignInDialog | None:
+        """Ask for credentials for the dialog's server and keep them in the system keyring (window-modal)."""
+        if self.dialog is None:
+            return None
+        server = self._server_from_dialog()
+        if not server:
+            return None
+        asking = SignInDialog(public_url(server), self.dialog)
+        asking.accepted.connect(lambda: self._keep_credentials(server, asking))
+        asking.open()
+        return asking
+
+    def _keep_credentials(self, server: str, asking: SignInDialog) -> None:
+        assert self.dialog is not None
+        secret, user = asking.secret.text(), asking.user.text().strip()
+        if not secret or not (user or asking.token.isChecked()):
+            self._show_error(f"{public_url(server)}: nothing kept (give a user and a password, or a token)")
+            return
+        credentials = (Credentials("bearer", "", secret) if asking.token.isChecked()
+                       else Credentials("basic", user, secret))
+        try:
+            save_to_keyring(server, credentials)
+        except ArchiveError as exc:
+            self._show_error(str(exc))
+            return
+        self.dialog.show_error("")
+        self._status.message(f"{public_url(server)}: credentials kept in the system keyring", 8000)
 
     def search(self) -> bool:
         """Search the server in the dialog with its fields (in the background)."""

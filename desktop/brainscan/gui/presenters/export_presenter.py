@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from PySide6.QtWidgets import QFileDialog, QWidget
 
 from brainscan import RESEARCH_USE_NOTICE
@@ -12,6 +13,7 @@ from brainscan.engine.errors import BrainscanError
 from brainscan.engine.model.overlay import write_png
 from brainscan.engine.results.verdict import VerdictRule
 from brainscan.engine.viewer.display import windowed_picture
+from brainscan.engine.viewer.orientation import ViewTransform, ViewTransformModel, transform_array
 from brainscan.engine.viewer.overlay import compose_export, export_caption
 from brainscan.engine.viewer.results import export_results
 from brainscan.gui.presenters.model_presenter import ModelPresenter
@@ -34,9 +36,11 @@ class ExportPresenter:
         self.settings = settings
         self._status = status
         self._parent = parent
+        self.view_transform: ViewTransformModel | None = None  # rotate/flip/invert of the view (set by the window)
 
     def export_image(self, path: str | Path) -> Path:
-        """Write the image on screen, as windowed, with its overlay and the notice, as PNG."""
+        """Write the image on screen, as windowed, rotated, flipped and inverted, with its overlay and the notice,
+        as PNG."""
         c = self.controller
         if c.display is None or c.window is None:
             raise BrainscanError("there is no image on screen to export")
@@ -53,6 +57,11 @@ class ExportPresenter:
                                   on_demand.method if on_demand is not None else None)
         else:
             text = export_caption("", 0.0, overlay.updated(visible=False), (), 0)
+        transform = self.view_transform.value if self.view_transform is not None else ViewTransform()
+        if transform.invert and c.display.array.ndim == 2:  # as on screen: the picture in negative, not the heat
+            picture = 255 - picture
+        picture = np.ascontiguousarray(transform_array(picture, transform))
+        heat = np.ascontiguousarray(transform_array(heat, transform)) if heat is not None else None
         path = Path(path)
         write_png(path, compose_export(picture, heat, overlay, text))
         return path

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QWidget
 
 from brainscan.engine.input.frames import FrameRef
 from brainscan.engine.run.folder_run import RunOutcome, RunSettings
+from brainscan.gui.annotation_store import annotations_folder
 from brainscan.gui.presenters.model_presenter import ModelPresenter
 from brainscan.gui.report_dialog import ReportDialog, ReportRequest, default_report_folder
 from brainscan.gui.report_runner import ReportRunner
@@ -95,7 +96,7 @@ class ReportPresenter(QObject):
             threshold=overlay.threshold,
             report_formats=request.formats, keep_identifiers=request.keep_identifiers,
             deidentify=request.deidentify, inputs=tuple(sorted({str(ref.path) for ref in request.refs})),
-            device_requested=self.settings.device,
+            device_requested=self.settings.device, annotations_fallback=annotations_folder(self.settings),
         )
         if not self.runner.start(request.refs, classifier, settings):
             return False
