@@ -4,10 +4,13 @@ Run from the repository root (needs Xvfb and the xcb libraries listed in ../shar
 
     .venv/bin/python bench/screenshot.py [--out resources/screenshot.png] [--model M.onnx]
 
-It starts its own Xvfb (display :99 unless ``--display``), opens a 16-slice DICOM series built from
-real Kaggle slices (``tests/dicom_factory.py``) and the bundled sample pictures, classifies them with
-the shipped model (a tiny test model if it is missing, said in the output), shows the most suspicious
-slice of the series with the model's default heat map (the explanation head's), and grabs the whole screen. Settings live in a temporary file.
+It starts its own Xvfb (display :99 unless ``--display``), opens a copy of the real shared sagittal
+series (``../shared/data/dicom/sagittal-t1-brain``: 16 slices of a Siemens MPRAGE; ``--series`` for another
+folder, ``--synthetic`` for the 16-slice series built from Kaggle slices) and the bundled sample
+pictures, classifies them with the shipped model (a tiny test model if it is missing, said in the
+output), shows the most suspicious slice of the series with the model's default heat map (the
+explanation head's) and an ellipse measured on it, and grabs the whole screen. Settings and the
+measurement's sidecar live in a temporary folder.
 """
 
 from __future__ import annotations
@@ -43,9 +46,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "resources" / "screenshot.png")
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--display", default=":99")
-    parser.add_argument("--series", type=Path, default=None,
-                        help="a DICOM series folder to show instead of the one built from Kaggle slices "
-                             "(e.g. ../shared/data/dicom/sagittal-t1-brain)")
+    parser.add_argument("--series", type=Path, default=ROOT.parent / "shared" / "data" / "dicom" / "sagittal-t1-brain",
+                        help="the DICOM series folder to show (copied first; default: the real shared sagittal slices)")
+    parser.add_argument("--synthetic", action="store_true",
+                        help="show a 16-slice series built from Kaggle slices instead (tests/dicom_factory.py)")
+    parser.add_argument("--no-measurement", action="store_true", help="leave out the example ellipse")
     args = parser.parse_args()
 
     server = start_xvfb(args.display)
@@ -75,8 +80,11 @@ def shoot(args: argparse.Namespace, scratch: Path) -> int:
         from tiny_models import build_tiny_model
 
         model, which = build_tiny_model(scratch / "tiny.onnx"), "tiny test model (the shipped model is missing)"
-    folder = args.series or factory.write_sagittal_series(
-        scratch / "MR-brain-T1", factory.kaggle_images(16, "glioma", start=300)).folder
+    if args.synthetic:
+        folder = factory.write_sagittal_series(scratch / "MR-brain-T1", factory.kaggle_images(16, "glioma", start=300)).folder
+    else:  # a copy: the measurement's sidecar is written beside the study's files, never into the shared data
+        folder = scratch / args.series.name
+        shutil.copytree(args.series, folder)
 
     app = create_application([sys.argv[0]])
     settings = AppSettings(scratch / "settings.ini")
@@ -98,6 +106,9 @@ def shoot(args: argparse.Namespace, scratch: Path) -> int:
     window.series_dock.raise_()
     window.results_dock.raise_()
     window.browser.select_key(series_key)
+    if not args.no_measurement:  # an ellipse around the brain stem and cerebellum region, its figures on screen
+        height, width = window.view.slice_item.image.shape[:2]
+        window.measurements.overlay.add("ellipse", ((width * 0.52, height * 0.55), (width * 0.72, height * 0.78)))
     for _ in range(20):
         app.processEvents()
         time.sleep(0.05)

@@ -96,15 +96,17 @@ def test_a_dicom_series_cut_along_a_plane_becomes_reformats_and_single_slices_st
     assert ref.kind == "dicom" and ref.frame == 0
 
 
-def test_a_series_with_a_gap_is_one_reformat_that_says_why(tmp_path):
+def test_a_series_with_a_gap_gives_each_file_an_error_row_that_says_why(tmp_path):
     folder = tmp_path / "gap"
     folder.mkdir()
     for number, path in enumerate(sorted(SHARED_SAGITTAL.iterdir())):
         if number != 8:
             shutil.copy(path, folder / path.name)
-    (ref,) = discover([folder], plane="coronal")
-    with pytest.raises(InputError, match="a slice is missing"):
-        load_frame(ref)
+    refs = discover([folder], plane="coronal")
+    assert sorted(ref.path.name for ref in refs) == sorted(path.name for path in folder.iterdir())  # 15 files, 15 rows
+    for ref in refs:
+        with pytest.raises(InputError, match="a slice is missing"):
+            load_frame(ref)
 
 
 # -- loading ---------------------------------------------------------------------------------------------

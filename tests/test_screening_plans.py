@@ -11,13 +11,15 @@ import numpy as np
 import pytest
 
 from brainscan.engine.input.discovery import discover
+from brainscan.engine.input.loading import load_picture
+from brainscan.engine.input.picture_checks import picture_facts
 from brainscan.engine.model.inference import Classifier
 from brainscan.engine.model.integrity import cache_dir
 from brainscan.engine.model.preprocess import normalize
 from brainscan.engine.resources import default_model_path
 from brainscan.engine.run import tuning
 from brainscan.engine.run.folder_run import FolderRun, RunSettings
-from brainscan.engine.run.screening import screen
+from brainscan.engine.run.screening import grey_if_grey, screen
 from brainscan.engine.run.tuning import InferencePlan, PlanTuner, remember_plan, remembered_plan, tuner_for
 from tiny_models import tiny_contract
 
@@ -108,12 +110,17 @@ def test_a_run_shorter_than_the_trials_remembers_nothing(own_cache):
     assert tuner.tuning and remembered_plan("k", 2) is None
 
 
-def test_a_remembered_plan_is_used_at_once_and_damaged_entries_are_ignored(own_cache, shipped):
+def test_a_remembered_plan_is_used_at_once_and_damaged_entries_are_ignored(own_cache, shipped, monkeypatch):
+    monkeypatch.setattr(tuning, "available_cores", lambda: 2)
     key = tuning.plan_key(shipped)
-    remember_plan(key, InferencePlan(1, 2), {InferencePlan(1, 2): 50.0})
+    assert "2 cores" in key and shipped.sha256 in key
+    remember_plan(key, InferencePlan(2, 2), {InferencePlan(2, 2): 80.0, InferencePlan(2, 1): 70.0})
     tuner = tuner_for(shipped, batch_size=None, lanes=None)
-    assert not tuner.tuning and tuner.plan == InferencePlan(1, 2)
-    assert remembered_plan(key, 1) == InferencePlan(1, 2)
+    assert not tuner.tuning and tuner.plan == InferencePlan(2, 2)
+    remember_plan(key, InferencePlan(1, 2), {InferencePlan(1, 2): 50.0})
+    assert remembered_plan(key, 2) == InferencePlan(1, 2)
+    # one lane of two won only while other work held a core: measured again, not trusted for good
+    assert tuner_for(shipped, batch_size=None, lanes=None).tuning
     remember_plan("other machine", InferencePlan(4, 1), {})
     assert remembered_plan("other machine", 2) is None  # more lanes than this run may use
     entries = json.loads((own_cache / tuning.PLANS_FILE).read_text(encoding="utf-8"))
@@ -205,3 +212,22 @@ def test_stopping_early_leaves_no_inference_thread(real_jpgs, shipped):
     assert first.ok
     results.close()
     assert not [t for t in threading.enumerate() if t.name.startswith(("brainscan-infer", "brainscan-decode"))]
+
+
+def test_a_grey_picture_is_measured_on_one_channel_with_the_same_figures(real_jpgs):
+    rng = np.random.default_rng(3)
+    colour = rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    assert grey_if_grey(colour) is colour
+    tinted = np.repeat(rng.integers(0, 256, (64, 80, 1), dtype=np.uint8), 3, axis=2)
+    tinted[5, 5, 2] ^= 1  # one value off: not grey
+    assert grey_if_grey(tinted) is tinted
+    pictures = [load_picture(path) for path in real_jpgs[:8]]
+    pictures += [np.repeat(rng.integers(0, 256, (300, 200, 1), dtype=np.uint8), 3, axis=2),  # noise, shrunk
+                 np.zeros((40, 40, 3), np.uint8)]  # blank, under the mask's side
+    greys = 0
+    for picture in pictures:
+        fast, full = picture_facts(grey_if_grey(picture)), picture_facts(picture)
+        greys += grey_if_grey(picture).ndim == 2
+        assert fast.statistics() == full.statistics()
+        assert np.array_equal(fast.mask, full.mask)
+    assert greys >= len(pictures) - 2  # the Kaggle JPGs are grey (one of the first is colour-encoded grey)

@@ -90,3 +90,6 @@ def test_a_second_jpg_run_imports_no_dicom_report_or_onnx_module(tmp_path):
     tops = {name.split(".")[0] for name in reports[1]["modules"]}
     unwanted = {"pydicom", "highdicom", "reportlab", "PIL", "onnx", "tqdm", "keyring", "nibabel"} & tops
     assert not unwanted, f"the second run over one JPG imported {sorted(unwanted)}"
+    builders = [name for name in reports[1]["modules"] if name.startswith(("brainscan.engine.reports.session",
+                                                                             "brainscan.engine.reports.content"))]
+    assert not builders, f"a run without --report imported the report builders {builders}"

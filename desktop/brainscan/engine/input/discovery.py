@@ -22,8 +22,9 @@ from brainscan.engine.input.frames import FrameRef, is_plausible_dicom, kind_of
 # (extension-less DICOM is common), so a study folder's LICENSE or notes are skipped, not errors.
 PICTURE_SUFFIXES = frozenset({
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".tif", ".tiff", ".dcm", ".dicom", ".dic", ".ima",
+    ".nii",  # NIfTI volumes (and .nii.gz: has_picture_name), screened slice by slice (engine/input/planes.py)
     # pictures brainscan cannot read: their error row says what to convert them to
-    ".gif", ".webp", ".jp2", ".j2k", ".heic", ".heif", ".avif", ".nii", ".nrrd", ".mha", ".mhd", ".img",
+    ".gif", ".webp", ".jp2", ".j2k", ".heic", ".heif", ".avif", ".nrrd", ".mha", ".mhd", ".img",
 })
 # Left in every folder a run writes into (results.py holds it there); such a folder is never screened.
 OUTPUT_MARKER = ".brainscan.lock"

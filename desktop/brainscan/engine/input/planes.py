@@ -158,8 +158,8 @@ def reformat_refs(refs: list[FrameRef], plane: str, headers: Sequence[SliceHeade
 
     ``acquired``, a single slice, and a series without the geometry of a volume (positions, orientation, one
     size, no colour: read from ``headers`` and the first file) stay as they are, frame by frame. A series with
-    the geometry but not a regular grid (a slice missing, mixed spacing) gives one ref, so that loading it makes
-    one error row saying why (:func:`~brainscan.engine.input.volume.volume_of_series`). Reformats are recorded
+    the geometry but not a regular grid (a slice missing, mixed spacing) gives one ref per file, so that loading
+    them makes an error row for each file saying why (:func:`~brainscan.engine.input.volume.volume_of_series`). Reformats are recorded
     under the series' first file (``kind="reformat"``, ``sources`` the series as acquired).
     """
     from brainscan.engine.input.volume import check_grid
@@ -180,8 +180,9 @@ def reformat_refs(refs: list[FrameRef], plane: str, headers: Sequence[SliceHeade
     positions = [np.asarray(h.position, dtype=np.float64) for h in ordered]  # type: ignore[union-attr]
     try:
         step = check_grid(refs, positions, orientation)
-    except InputError:  # not a regular grid: loading the one ref says why
-        return [template]
+    except InputError:  # not a regular grid: loading says why, in one error row per file of the series
+        return [FrameRef(ref.path, frame=template.frame, kind="reformat", series_uid=ref.series_uid, sources=sources)
+                for ref in refs]
     affine = np.eye(4)
     affine[:3, 0], affine[:3, 1], affine[:3, 2], affine[:3, 3] = orientation[:3], orientation[3:], step, positions[0]
     return volume_refs(template, geometry((len(refs), *size), affine, Path(refs[0].path)), plane, sources=sources)

@@ -4,6 +4,9 @@
 provider (``auto | cuda | cpu``) and reports the one actually used. :meth:`Classifier.predict`
 returns, per picture, the class probabilities and the feature maps that make Grad-CAM exact
 (:mod:`brainscan.engine.model.cam`), so changing the CAM class or method never re-runs the network.
+On the CPU the session opens from the graph onnxruntime optimised for this machine before
+(:mod:`brainscan.engine.model.optimised_models`), once the file's bytes are the ones it came from.
+:meth:`Classifier.predict` may run from several threads at once (screening's lanes).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 import onnxruntime as ort
 
 from brainscan.engine.errors import DeviceError, ModelError
+from brainscan.engine.model import optimised_models
 from brainscan.engine.model.contract import (
     CAM_WEIGHT,
     DOMAIN_SCORE,
@@ -146,15 +150,15 @@ class Classifier:
                 "(the shipped default lives in resources/models/)"
             )
         providers, note = _choose_providers(device)
-        try:
-            self.session = ort.InferenceSession(
-                os.fspath(self.model_path), sess_options=_session_options(threads), providers=providers
-            )
-        except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
-            raise ModelError(
-                f"{self.model_path}: not a usable ONNX model ({type(exc).__name__}: {str(exc)[:200]}); "
-                "the file may be truncated or not a model: re-export or re-download it"
-            ) from exc
+        saving = self._open_session(providers, threads)
+        checked = False
+        if self.session_source != self.model_path:
+            try:
+                self._check(allow_unverified)
+                checked = True
+            except ModelError:  # the copy disagrees with the contract (damaged): checked again from the file
+                optimised_models.discard(self.session_source)
+                saving = self._open_session(providers, threads)
         used = tuple(self.session.get_providers())
         if device in ("auto", "cuda") and _CUDA in providers and (not used or used[0] != _CUDA):
             note = (
@@ -162,6 +166,21 @@ class Classifier:
                 "(the CUDA and cuDNN libraries it needs are missing or do not match); running on the CPU."
             )
         self.device = DeviceReport(requested=device, providers=used, note=note)
+        try:
+            if not checked:
+                self._check(allow_unverified)
+        except BaseException:
+            if saving is not None:  # not kept for a model that was refused
+                optimised_models.discard(saving[0])
+            raise
+        if saving is not None:  # checked: keep the graph onnxruntime optimised for the next start
+            optimised_models.keep(*saving)
+        self.input_name = self.session.get_inputs()[0].name
+        self.temperature = calibration_temperature(self.contract.metrics)
+        self._cam_weight: np.ndarray | None = None
+
+    def _check(self, allow_unverified: bool) -> None:
+        """Read the contract, check it against the graph and the weights against its checksum."""
         source = str(self.model_path)
         metadata = self.session.get_modelmeta().custom_metadata_map
         self.contract = ModelContract.from_metadata(metadata, source=source)
@@ -174,9 +193,52 @@ class Classifier:
         # "verified", or "unverified (no checksum in contract)" when allowed; altered weights raise ModelError
         self.integrity = verify_weights(self.model_path, metadata, allow_unverified=allow_unverified,
                                         file_digest=self.sha256 if recorded_checksum(metadata) else None)
-        self.input_name = self.session.get_inputs()[0].name
-        self.temperature = calibration_temperature(self.contract.metrics)
-        self._cam_weight: np.ndarray | None = None
+
+    def _open_session(self, providers: list[str], threads: int | None) -> tuple[Path, Path] | None:
+        """Open :attr:`session`: on the CPU from the optimised copy this machine kept of these very bytes
+        (:mod:`~brainscan.engine.model.optimised_models`), else from the file, saving the optimised graph
+        (returned as (saved, its place) for the caller to keep once the model is checked).
+
+        Raises
+        ------
+        ModelError
+            The file is not a usable ONNX model.
+        """
+        saving: tuple[Path, Path] | None = None
+        if providers == [_CPU]:
+            try:
+                digest = self.sha256
+            except OSError as exc:
+                raise ModelError(f"{self.model_path}: cannot be read ({exc.strerror or exc}); check its permissions "
+                                 "or pass another model with --model") from exc
+            target = optimised_models.optimised_path(digest)
+            if target.is_file():
+                options = _session_options(threads)
+                options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+                try:
+                    self.session = ort.InferenceSession(os.fspath(target), sess_options=options, providers=providers)
+                    self.session_source = target
+                    return None
+                except Exception:  # a damaged copy: dropped, the original opened and optimised again
+                    optimised_models.discard(target)
+            saved = optimised_models.saving_path(target)
+            saving = (saved, target) if saved is not None else None
+        options = _session_options(threads)
+        if saving is not None:
+            options.optimized_model_filepath = os.fspath(saving[0])
+        try:
+            self.session = ort.InferenceSession(os.fspath(self.model_path), sess_options=options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
+            if saving is not None:
+                optimised_models.discard(saving[0])
+            raise ModelError(
+                f"{self.model_path}: not a usable ONNX model ({type(exc).__name__}: {str(exc)[:200]}); "
+                "the file may be truncated or not a model: re-export or re-download it"
+            ) from exc
+        self.session_source = self.model_path
+        if saving is not None and not saving[0].is_file():
+            saving = None
+        return saving
 
     @property
     def sha256(self) -> str:

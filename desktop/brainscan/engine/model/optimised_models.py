@@ -9,8 +9,10 @@ of the model file it came from (:func:`brainscan.engine.model.integrity.cache_di
 
 It is kept only after the model's contract, graph and weights checksum were checked on the original file
 (:class:`~brainscan.engine.model.inference.Classifier`), and every start checks the original file again
-(its SHA-256 finds the optimised copy; its weights checksum, remembered for those bytes, stands). A damaged
-or unreadable copy is dropped and the original opened instead.
+(its SHA-256 finds the optimised copy; its weights checksum, remembered for those bytes, stands) and the
+copy's contract against its graph and that checksum. A damaged or unreadable copy is dropped and the
+original opened instead. The cache folder is trusted as the program's own files are: whoever can write
+there could also replace the copy's weights (as they could edit the installed program).
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ def saving_path(target: Path) -> Path | None:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError:
         return None
-    return target.with_name(f".{target.stem}.{os.getpid()}.tmp.onnx")
+    return target.with_name(f".{target.stem}.{os.getpid()}.tmp")
 
 
 def keep(saved: Path, target: Path) -> None:

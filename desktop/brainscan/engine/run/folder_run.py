@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import onnxruntime
 
@@ -32,7 +32,7 @@ from brainscan.engine.input.frames import FrameRef
 from brainscan.engine.input.planes import conflict_message, planes_in_conflict
 from brainscan.engine.model.inference import Classifier
 from brainscan.engine.model.overlay import blend, caption, write_png
-from brainscan.engine.reports import ReportError, ReportOptions, ReportOutcome, ReportSession, privacy
+from brainscan.engine.reports import ReportError, privacy
 from brainscan.engine.reports.thumbnails import DEFAULT_THRESHOLD, frame_stem
 from brainscan.engine.results.cells import path_text
 from brainscan.engine.results.record import FrameKey, FrameResult, frame_key
@@ -40,6 +40,9 @@ from brainscan.engine.results.series import SeriesSummary
 from brainscan.engine.results.store import OutputError, ResultsStore, write_failure
 from brainscan.engine.results.verdict import VerdictRule
 from brainscan.engine.run.screening import DEFAULT_BATCH_SIZE, screen
+
+if TYPE_CHECKING:  # the report builders are imported only when a run writes reports
+    from brainscan.engine.reports import ReportOutcome
 
 OVERLAYS_DIR = "overlays"
 
@@ -145,6 +148,8 @@ class FolderRun:
             self.uids = privacy.open_state(settings.out, deidentify=settings.deidentify)
             if settings.deidentify:
                 self.store.uid_map = self.uids.replace
+            if settings.report_formats:  # the report builders are imported only for a run that writes reports
+                from brainscan.engine.reports.session import ReportOptions, ReportSession
             self.reports = ReportSession(
                 settings.out,
                 ReportOptions(settings.report_formats, colormap=settings.colormap, opacity=settings.opacity,

@@ -1,19 +1,20 @@
 """How screening runs the network on this machine: how many batches at once (lanes) and how many frames each.
 
-On a CPU a small network runs fastest as several single-threaded runs side by side (one *lane* per core) at
-batch 1 or 2: onnxruntime's own threads of one run wait on each other, larger batches fall out of the CPU's
-caches, and decoding, the heat maps and writing get a core between two runs. What is fastest depends on the
-machine and on what else runs there, so it is measured, not assumed: the first run of a model on a machine
-tries a few plans on its own first frames (:class:`PlanTuner`: real work, nothing classified twice), keeps
-the fastest for the rest of the run and remembers it in the user's cache folder
-(``inference-plans.json`` beside the weights cache, :func:`brainscan.engine.model.integrity.cache_dir`:
-never the output folder), keyed by the machine, onnxruntime's version and the model file's SHA-256. Later
-runs start at once with the remembered plan. A plan changes no result beyond float noise (each frame's
-numbers do not depend on its batch neighbours; ``tests/test_screening_plans.py``).
+On a CPU a small network runs best as several single-threaded runs side by side (one *lane* per core) at
+batch 1 or 2: larger batches fall out of the CPU's caches, and no onnxruntime thread spins waiting for work
+while decoding, the heat maps and writing need the core. What is fastest depends on the machine and on what
+else runs there, so it is measured, not assumed: the first run of a model on a machine tries a few plans on
+its own first frames (:class:`PlanTuner`: real work, nothing classified twice), keeps the fastest for the
+rest of the run and remembers it in the user's cache folder (``inference-plans.json`` beside the weights
+cache, :func:`brainscan.engine.model.integrity.cache_dir`: never the output folder), keyed by the machine,
+onnxruntime's version and the model file's SHA-256. Later runs start at once with the remembered plan,
+unless it uses fewer lanes than there are cores: that wins only while other work holds cores, so it is
+measured again. A plan changes no result beyond float noise (each frame's numbers do not depend on its batch
+neighbours; ``tests/test_screening_plans.py``).
 
-Measured on the 2-core test machine (model 0.4.0, 224 px, CPU time per frame, one thread): batch 1 12.8 ms,
-batch 4 15.9 ms; two lanes of one thread each outrun one run on two threads, most of all when other work
-shares the CPU (ms per frame, loaded machine: 13.5-15.5 against 34-55).
+Measured on the 2-core test machine (model 0.4.0, 224 px, the network alone, ms per frame): one thread at
+batch 1 12.8 (CPU time), at batch 2 14.7, at batch 4 15.9-16.3; with the cores free two lanes 7.6 and one run
+on two threads 7.5 (wall); with other work on the CPU two lanes 13.5-15.5 and one run on two threads 34-55.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ TRIAL_FRAMES = 8  # frames per lane timed for each plan tried (at batch 1: about
 # while other work takes cores (on the test machine under a load of 3: 1 lane 59, 2 lanes 57 frames/s), and
 # that passes, while with the cores free every lane is about twice as fast as one.
 ALL_LANES_BONUS = 0.15
+# Batches waiting for a lane beyond those running: a lane that finishes starts the next at once instead of idling
+# while the heat maps and rows of earlier frames are made (400 JPGs, 2 lanes: 3.55 against 3.86 s at best).
+QUEUED = 1
 
 
 @dataclass(frozen=True)
@@ -182,7 +186,7 @@ class PlanTuner:
 
     @property
     def largest(self) -> InferencePlan:
-        """The most frames a plan of this tuner may hold at once (lanes x batch)."""
+        """The largest plan this tuner may run (its lanes and batch size bound the threads and frames held)."""
         if not self.tuning:
             return self.plan
         return InferencePlan(self.lanes_limit, max(BATCH_CHOICES))
@@ -191,8 +195,9 @@ class PlanTuner:
         return self.plan.batch_size if self._warming else TRIAL_FRAMES * self.plan.lanes
 
     def may_submit(self, in_flight: int) -> bool:
-        """Whether another batch may start now, with ``in_flight`` batches running."""
-        if in_flight >= self.plan.lanes:
+        """Whether another batch may start now, with ``in_flight`` batches running or waiting for a lane
+        (:data:`QUEUED` more than there are lanes)."""
+        if in_flight >= self.plan.lanes + QUEUED:
             return False
         return not self.tuning or self._started_frames < self._quota()
 
@@ -259,4 +264,7 @@ def tuner_for(classifier: Classifier, *, batch_size: int | None = None, lanes: i
         return PlanTuner(limit, lanes=limit)
     key = plan_key(classifier) if remember else None
     known = remembered_plan(key, limit) if key is not None else None
+    if known is not None and known.lanes < limit:
+        # fewer lanes won only while other work held cores: measured again rather than trusted for good
+        known = None
     return PlanTuner(limit, fixed=known, key=key)

@@ -209,7 +209,7 @@ def reformat_series(found: Sequence[FrameRef], plane: str, source: str | Path) -
     if len(refs) != len(found) or not refs:
         raise InputError(source, f"is not a 3-D volume, so it has no {plane} reformats",
                          "open a series of parallel, evenly spaced slices with their positions")
-    if len(refs) == 1 and refs[0].kind == "reformat":  # one ref stands for a series that is not a regular grid
+    if refs[0].kind == "reformat" and len({ref.frame for ref in refs}) == 1:  # one ref a file: not a regular grid
         from brainscan.engine.input.volume import volume_of_series
 
         volume_of_series(refs[0].sources or refs)  # raises the InputError that says why
