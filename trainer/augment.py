@@ -71,6 +71,18 @@ def augment_batch(
     generator:
         A CPU generator: the per-picture parameters are drawn on the CPU and moved over.
     """
+    return augment_batch_with_masks(batch, None, contract, config, generator)[0]
+
+
+def augment_batch_with_masks(
+    batch: np.ndarray | torch.Tensor, masks: torch.Tensor | None, contract: ModelContract, config: AugmentConfig,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`augment_batch`, and N x M x H x W ``masks`` (e.g. tumour boxes) moved by the same geometry.
+
+    The masks go through the same rotation, zoom, shift, mirror and margin (one ``grid_sample``, bilinear),
+    not through the intensity changes; the same random numbers are drawn with or without masks.
+    """
     pixels = _as_nchw_float(batch)
     device = pixels.device
     n = pixels.shape[0]
@@ -88,12 +100,16 @@ def augment_batch(
         [torch.stack([cos * mirror, -sin, shift_x], 1), torch.stack([sin * mirror, cos, shift_y], 1)], 1
     ).to(device)
     grid = F.affine_grid(theta, list(pixels.shape), align_corners=False)
+    if masks is not None:
+        pixels = torch.cat([pixels, masks.to(device=device, dtype=pixels.dtype)], 1)
     pixels = F.grid_sample(pixels, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if masks is not None:
+        pixels, masks = pixels[:, :3], pixels[:, 3:]
     brightness, contrast = brightness.to(device), contrast.to(device)
     mean = pixels.mean(dim=(1, 2, 3), keepdim=True)
     pixels = ((pixels - mean) * contrast + mean) * brightness
     pixels = _field_variety(pixels.clamp(0, 255), config, generator)
-    return normalize_tensor(pixels.clamp(0, 255), contract)
+    return normalize_tensor(pixels.clamp(0, 255), contract), masks
 
 
 def _gaussian_kernel(sigma: float, device: torch.device) -> torch.Tensor:

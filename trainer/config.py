@@ -87,6 +87,16 @@ class FitConfig:
     label_smoothing: float = 0.1
     drop_rate: float = 0.2
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # Box-supervised fine-tuning (trainer/cam_box_loss.py): the true class's CAM asked to lie in the tumour box
+    # (grown by box_margin of the side) on pictures with a box in ``boxes`` (match-boxes' training-boxes.csv).
+    box_loss_weight: float = 0.0  # 0: off
+    boxes: str | None = None
+    box_loss: str = "softmax"  # softmax (spatial softmax mass in the box) or relu-share (positive CAM outside)
+    box_margin: float = 0.03
+    # and: a black 32 px square on the box must lower the true class's logit box_occlusion_margin more than one
+    # elsewhere on the head (the occlusion check's question, asked in training; 0: off)
+    box_occlusion_weight: float = 0.0
+    box_occlusion_margin: float = 1.0
     # Early stopping on the validation split after every epoch (0: never stop early).
     patience: int = 3
     monitor: str = "val_loss"
@@ -139,6 +149,11 @@ class FitConfig:
             problems.append(f"batch_size must be at least 2 (batch norm), not {self.batch_size}")
         if self.head_epochs < 0 or self.finetune_epochs < 0:
             problems.append("epochs cannot be negative")
+        boxed = max(self.box_loss_weight, self.box_occlusion_weight)
+        if min(self.box_loss_weight, self.box_occlusion_weight) < 0 or (boxed > 0 and not self.boxes):
+            problems.append("box weights must be >= 0, and > 0 needs boxes (runs/boxes/training-boxes.csv)")
+        if self.box_loss not in ("softmax", "relu-share"):
+            problems.append(f"box_loss {self.box_loss!r} is not one of softmax, relu-share")
         if self.weights not in ("offline", "timm", "none"):
             problems.append(f"weights {self.weights!r} is not one of offline, timm, none, auto")
         if problems:
@@ -317,6 +332,10 @@ FLAG_HELP = {
     "amp": "bf16 autocast: auto (on CUDA only), bf16, off",
     "compile": "torch.compile the model for training",
     "threads": "CPU threads for torch and decoding",
+    "box_loss_weight": "weight of the CAM box loss (0: off; needs --boxes)",
+    "boxes": "training-boxes.csv of `python -m trainer match-boxes` (tumour boxes of Training pictures)",
+    "box_occlusion_weight": "weight of the occlusion term: a black square on the box must cost the true class "
+                            "more than one elsewhere (0: off; needs --boxes)",
 }
 
 

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from trainer.cam_box_loss import session_boxes
 from trainer.config import FitConfig, save_resolved
 from trainer.device import Runtime
 from trainer.errors import TrainerError
@@ -136,10 +137,13 @@ def _start_session(
     timings: dict[str, float] = dict(saved.timings) if saved else {}
     data = _prepare(config, run_dir, saved, twin, timings, log)
     model = _build_model(config, saved, rt)
+    boxes = None
+    if config.box_loss_weight > 0 or config.box_occlusion_weight > 0:
+        boxes = session_boxes(config.boxes, data.paths, data.train, config.input_size, run_dir, rt.device, log)
     return FitSession(
         config, contract, rt, run_dir, data, model, pictures_tensor(data.pictures, rt),
         torch.as_tensor(data.labels, dtype=torch.long, device=rt.device), generator, timings, log, started_wall,
-        prior_wall=timings.get("wall_s", 0.0),
+        prior_wall=timings.get("wall_s", 0.0), boxes=boxes,
     )
 
 

@@ -52,6 +52,7 @@ class FitSession:
     log: Log
     started_wall: float  # perf_counter() when this process started the fit
     prior_wall: float = 0.0  # wall seconds spent before a resume
+    boxes: torch.Tensor | None = None  # N x 4 tumour boxes in input pixels (NaN: none), for the CAM box loss
 
     @property
     def train_idx(self) -> torch.Tensor:
@@ -156,13 +157,14 @@ def _epoch_row(epoch: int, steps: int, stats: dict[str, Any], optimizer: torch.o
         "train_accuracy": round(stats["train_accuracy"], 4),
         "lr": optimizer.param_groups[0]["lr"],
         "images_per_s": round(stats["images"] / max(stats["seconds"], 1e-9), 1),
+        **({"box_loss": round(stats["box_loss"], 4)} if "box_loss" in stats else {}),
     }
 
 
 def _epoch_line(row: dict[str, Any], progress: Progress, epochs: int, has_val: bool) -> str:
     return (
         f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']}, acc {row['train_accuracy']:.4f}, "
-        f"{row['images_per_s']} img/s"
+        f"{row['images_per_s']} img/s" + (f", box loss {row['box_loss']}" if "box_loss" in row else "")
         + (f"; val loss {row['val_loss']}, acc {row['val_accuracy']:.4f}" if has_val else "")
         + (f"; no improvement for {progress.bad_epochs}, stopping early" if progress.stopped_early else "")
     )
@@ -181,7 +183,7 @@ def run_epochs(
         steps = stage2.steps_in(progress.epoch)
         stats = train_epoch(
             train_model, stage2.optimizer, stage2.scheduler, s.pictures, s.labels, s.train_idx, steps, s.config,
-            s.rt, s.generator, desc=f"epoch {progress.epoch + 1}/{stage2.epochs}",
+            s.rt, s.generator, desc=f"epoch {progress.epoch + 1}/{stage2.epochs}", boxes=s.boxes,
         )
         progress.epoch += 1
         row = _epoch_row(progress.epoch, steps, stats, stage2.optimizer)

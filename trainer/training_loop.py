@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from trainer.augment import augment_batch, plain_tensor
+from trainer.augment import augment_batch, normalize_tensor, plain_tensor
+from trainer.cam_box_loss import batch_inputs, logits_and_box_loss
 from trainer.config import FitConfig
 from trainer.device import Runtime
 from trainer.errors import TrainerError
@@ -112,11 +113,20 @@ def train_epoch(
     *,
     augment: bool = True,
     desc: str = "fine-tune",
+    boxes: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """``steps`` optimisation steps over a fresh permutation of ``indices`` (pictures on ``rt.device``).
 
-    Returns the per-step losses, the training accuracy, images and seconds.
+    With ``boxes`` (N x 4 in input pixels, NaN: none) and ``config.box_loss_weight`` > 0 the CAM box loss
+    (:mod:`trainer.cam_box_loss`) is added. Returns the per-step losses, the training accuracy, images and
+    seconds (and the mean box loss).
     """
+    use_boxes = boxes is not None and (config.box_loss_weight > 0 or config.box_occlusion_weight > 0)
+    occlusion = None
+    if use_boxes and config.box_occlusion_weight > 0:
+        fill = normalize_tensor(torch.zeros(1, 3, 1, 1), config.contract()).flatten()
+        occlusion = (config.box_occlusion_weight, config.box_occlusion_margin, fill, generator)
+    box_losses: list[torch.Tensor] = []
     contract = config.contract()
     train_mode(model)
     order = indices[torch.randperm(len(indices), generator=generator)]
@@ -132,13 +142,21 @@ def train_epoch(
             continue
         idx = idx.to(rt.device, non_blocking=True)
         batch, target = pictures[idx], labels[idx]
-        if augment:
-            x = augment_batch(batch, contract, config.augment, generator)
+        box_loss = None
+        if use_boxes:
+            x, masks = batch_inputs(batch, boxes[idx], contract, config.augment if augment else None, generator,
+                                    config.box_margin)
+            with rt.autocast():
+                logits, box_loss = logits_and_box_loss(model, rt.prepare(x), target, masks, config.box_loss,
+                                                       occlusion, config.box_loss_weight)
         else:
-            x = plain_tensor(batch, contract)
-        with rt.autocast():
-            logits = model(rt.prepare(x))
+            x = augment_batch(batch, contract, config.augment, generator) if augment else plain_tensor(batch, contract)
+            with rt.autocast():
+                logits = model(rt.prepare(x))
         loss = F.cross_entropy(logits.float(), target, label_smoothing=config.label_smoothing)
+        if box_loss is not None:
+            loss = loss + box_loss
+            box_losses.append(box_loss.detach())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -159,6 +177,7 @@ def train_epoch(
         "train_accuracy": int(correct) / max(1, seen),
         "images": seen,
         "seconds": seconds,
+        **({"box_loss": float(torch.stack(box_losses).mean())} if box_losses else {}),
     }
 
 
