@@ -28,11 +28,11 @@ from brainscan.engine.results.annotations import (
     Measurement,
     measure,
     measured,
-    pixel_spacing,
     region_mask,
 )
 from brainscan.engine.results.record import frame_key
 from brainscan.engine.viewer.annotations import AnnotationsModel
+from brainscan.engine.viewer.orientation import pixel_spacing
 from tiny_models import build_tiny_model
 
 

@@ -12,10 +12,13 @@ yardstick, i.e. ``tolerance_fraction = 15 / 512`` of the picture's longer side).
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from trainer.errors import TrainerError
 
 YOLO_LABELS = {0: "pituitary", 1: "meningioma", 2: "glioma"}
 POINTING_TOLERANCE = 15 / 512  # of the picture's longer side
@@ -109,3 +112,32 @@ def heat_inside_share(heat: np.ndarray, box: Box) -> float:
         raise ValueError(f"heat map {heat.shape} does not match the box's picture {(box.height, box.width)}")
     total = float(heat.sum())
     return float(heat[box.mask()].sum()) / total if total > 0 else 0.0
+
+
+def read_box_table(csv_path: str | Path, paths: list[str], input_size: int) -> np.ndarray:
+    """N x 4 boxes (x0, y0, x1, y1 in model-input pixels) for ``paths`` from ``training-boxes.csv`` (NaN: none).
+
+    Pictures are matched by ``class/file`` name; a box follows the pad-to-square and resize of preprocessing.
+    """
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise TrainerError(
+            f"{csv_path}: no box table (make it with `python -m trainer match-boxes --kaggle "
+            f"../shared/data/brain-tumor-mri/Training --boxes ../shared/data/figshare-boxes --out runs/boxes`)"
+        )
+    boxes = np.full((len(paths), 4), np.nan, dtype=np.float32)
+    by_name: dict[str, int] = {}
+    for index, path in enumerate(paths):
+        by_name.setdefault("/".join(Path(path).parts[-2:]), index)
+    with open(csv_path, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            index = by_name.get("/".join(Path(row["path"]).parts[-2:]))
+            if index is None:
+                continue
+            width, height = float(row["width"]), float(row["height"])
+            side = max(width, height)  # padded to a square, then resized
+            left, top = (side - width) // 2, (side - height) // 2
+            scale = input_size / side
+            boxes[index] = [(float(row["x0"]) + left) * scale, (float(row["y0"]) + top) * scale,
+                            (float(row["x1"]) + left) * scale, (float(row["y1"]) + top) * scale]
+    return boxes

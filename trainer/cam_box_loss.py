@@ -31,6 +31,7 @@ from torch import nn
 
 from brainscan.engine.model.contract import ModelContract
 from trainer.augment import AugmentConfig, augment_batch_with_masks, plain_tensor
+from trainer.boxes import read_box_table
 from trainer.errors import TrainerError
 
 BOX_LOSSES = ("softmax", "relu-share")
@@ -180,35 +181,6 @@ def occlusion_rank_loss(on_box: torch.Tensor, elsewhere: torch.Tensor, margin: f
     """Hiding the tumour must cost the true class's logit ``margin`` more than hiding a place elsewhere:
     ``relu(margin - (z(elsewhere) - z(on_box)))``, averaged (inputs: the true class's logits of each)."""
     return F.relu(margin - (elsewhere.float() - on_box.float())).mean()
-
-
-def read_box_table(csv_path: str | Path, paths: list[str], input_size: int) -> np.ndarray:
-    """N x 4 boxes (x0, y0, x1, y1 in model-input pixels) for ``paths`` from ``training-boxes.csv`` (NaN: none).
-
-    Pictures are matched by ``class/file`` name; a box follows the pad-to-square and resize of preprocessing.
-    """
-    csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise TrainerError(
-            f"{csv_path}: no box table (make it with `python -m trainer match-boxes --kaggle "
-            f"../shared/data/brain-tumor-mri/Training --boxes ../shared/data/figshare-boxes --out runs/boxes`)"
-        )
-    boxes = np.full((len(paths), 4), np.nan, dtype=np.float32)
-    by_name: dict[str, int] = {}
-    for index, path in enumerate(paths):
-        by_name.setdefault("/".join(Path(path).parts[-2:]), index)
-    with open(csv_path, newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            index = by_name.get("/".join(Path(row["path"]).parts[-2:]))
-            if index is None:
-                continue
-            width, height = float(row["width"]), float(row["height"])
-            side = max(width, height)  # padded to a square, then resized
-            left, top = (side - width) // 2, (side - height) // 2
-            scale = input_size / side
-            boxes[index] = [(float(row["x0"]) + left) * scale, (float(row["y0"]) + top) * scale,
-                            (float(row["x1"]) + left) * scale, (float(row["y1"]) + top) * scale]
-    return boxes
 
 
 def trained_figshare_ids(csv_path: str | Path, paths: list[str], train: np.ndarray) -> list[str]:

@@ -30,7 +30,7 @@ import torch
 from brainscan.engine.model.cam import HEAD_METHOD
 from brainscan.engine.model.contract import DOMAIN_SCORE, HEAD_MAPS, METADATA_KEY, ModelContract
 from brainscan.engine.model.integrity import file_sha256, stamp_contract
-from trainer.boxes import POINTING_TOLERANCE
+from trainer.boxes import POINTING_TOLERANCE, read_box_table
 from trainer.config import FitConfig
 from trainer.domain_guard import DomainGuard, fit_guard, threshold_for
 from trainer.explain_head import ExplainHead, HeadTraining, head_maps, train_head
@@ -106,26 +106,6 @@ def trained_figshare_ids(csv_path: Path, data: Prepared) -> list[str]:
     with open(csv_path, newline="", encoding="utf-8") as handle:
         return sorted({row["figshare_id"] for row in csv.DictReader(handle)
                        if "/".join(Path(row["path"]).parts[-2:]) in trained}, key=int)
-
-
-def read_training_boxes(csv_path: Path, data: Prepared, input_size: int) -> np.ndarray:
-    """N x 4 boxes (x0, y0, x1, y1) in model-input pixels for the data's pictures (NaN: no box)."""
-    boxes = np.full((len(data.paths), 4), np.nan, dtype=np.float32)
-    by_name: dict[str, int] = {}
-    for index, path in enumerate(data.paths):
-        by_name.setdefault("/".join(Path(path).parts[-2:]), index)
-    with open(csv_path, newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            index = by_name.get("/".join(Path(row["path"]).parts[-2:]))
-            if index is None:
-                continue
-            width, height = float(row["width"]), float(row["height"])
-            side = max(width, height)  # the pictures were padded to a square, then resized
-            left, top = (side - width) // 2, (side - height) // 2
-            scale = input_size / side
-            boxes[index] = [(float(row["x0"]) + left) * scale, (float(row["y0"]) + top) * scale,
-                            (float(row["x1"]) + left) * scale, (float(row["y1"]) + top) * scale]
-    return boxes
 
 
 def placed_boxes(boxes: np.ndarray, placements: np.ndarray) -> np.ndarray:
@@ -299,7 +279,7 @@ def run_graft(model_path: Path, config: FitConfig, boxes_csv: Path, out: Path, s
     data = prepare_data(config, log)
     banks = feature_banks(model_path, contract, data, settings.variants, cache, log)
     guard, guard_facts = fit_domain_guard(banks, data, settings, contract, model_path, log)
-    boxes = read_training_boxes(boxes_csv, data, contract.input_size[0])
+    boxes = read_box_table(boxes_csv, data.paths, contract.input_size[0])
     head, head_facts = fit_explain_head(banks, data, boxes, settings, contract, log)
     series_rule, series_facts = choose_series_rule(banks, data, guard, contract)
     log(f"series rule: {series_facts}")

@@ -20,7 +20,8 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 from viewer_helpers import open_and_show
 
-from brainscan.engine.results.annotations import SIDECAR_NAME, pixel_spacing
+from brainscan.engine.results.annotations import SIDECAR_NAME
+from brainscan.engine.viewer.orientation import pixel_spacing
 from brainscan.gui.annotation_store import annotations_folder
 from brainscan.gui.report_dialog import ReportRequest
 

@@ -14,13 +14,13 @@ pytest.importorskip("timm")
 import torch
 
 from trainer.augment import AugmentConfig, augment_batch, augment_batch_with_masks
+from trainer.boxes import read_box_table
 from trainer.cam_box_loss import (
     box_loss,
     box_masks,
     cell_masks,
     class_cam,
     logits_and_box_loss,
-    read_box_table,
     trained_figshare_ids,
 )
 from trainer.config import FitConfig, load_yaml, resolve_config, save_resolved

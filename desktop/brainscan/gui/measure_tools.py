@@ -42,10 +42,10 @@ from brainscan.engine.results.annotations import (
     Measurement,
     frame_values,
     measure,
-    pixel_spacing,
 )
 from brainscan.engine.results.record import FrameKey
 from brainscan.engine.viewer.annotations import AnnotationsModel
+from brainscan.engine.viewer.orientation import pixel_spacing
 from brainscan.gui.annotation_store import AnnotationStore
 from brainscan.gui.binding import follow
 from brainscan.gui.slice_view import SliceView

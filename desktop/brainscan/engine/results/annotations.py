@@ -193,20 +193,6 @@ def new_ident(existing: Iterable[str] = ()) -> str:
 
 
 # -- figures ---------------------------------------------------------------------------------------
-def pixel_spacing(tags: Mapping[str, str]) -> tuple[float, float] | None:
-    """Pixel Spacing (mm between rows, mm between columns) of a frame's display tags, or None."""
-    text = tags.get("PixelSpacing")
-    if not text:
-        return None
-    try:
-        values = [float(v) for v in str(text).split("\\")]
-    except ValueError:
-        return None
-    if len(values) != 2 or not all(math.isfinite(v) and v > 0 for v in values):
-        return None
-    return values[0], values[1]
-
-
 def frame_values(values: np.ndarray | None, picture: np.ndarray) -> np.ndarray:
     """The values statistics are taken from: the modality values, else the 8-bit picture (grey: its mean)."""
     if values is not None:
