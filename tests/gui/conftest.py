@@ -72,6 +72,20 @@ def _isolated_qsettings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     yield
 
 
+@pytest.fixture(autouse=True)
+def _garbage_collected_in_the_gui_thread():
+    """After each test, collect its garbage here, in the GUI thread, and give collection back to the interpreter.
+
+    A window's worker pool moves cycle collection to the GUI thread (brainscan.gui.gui_thread_gc); without this a
+    later test's worker could be the thread that collects this test's Qt objects."""
+    yield
+    try:
+        from brainscan.gui.gui_thread_gc import restore_automatic_gc
+    except ImportError:
+        return
+    restore_automatic_gc()
+
+
 @pytest.fixture
 def settings_file(tmp_path: Path) -> Path:
     return tmp_path / "viewer-settings.ini"

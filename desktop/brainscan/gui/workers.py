@@ -15,7 +15,11 @@ from collections.abc import Callable, Iterator
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
+from brainscan.gui.gui_thread_gc import collect_in_gui_thread
+
 log = logging.getLogger(__name__)
+
+_RETIRED_KEPT = 32
 
 
 class WorkerSignals(QObject):
@@ -94,13 +98,19 @@ class GeneratorWorker(QRunnable):
 
 
 class WorkerPool(QObject):
-    """A private thread pool that keeps its workers alive until they finish."""
+    """A private thread pool that keeps its workers alive until they finish.
+
+    Python code runs on its threads, so from the first pool on, cycles are collected in the GUI thread
+    only (:mod:`brainscan.gui.gui_thread_gc`): a worker must never be the one to destroy Qt objects.
+    """
 
     def __init__(self, max_threads: int = 2, parent: QObject | None = None) -> None:
         super().__init__(parent)
+        collect_in_gui_thread()
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(max_threads)
         self._running: set[GeneratorWorker] = set()
+        self._retired: list[GeneratorWorker] = []
 
     def start(self, worker: GeneratorWorker, priority: int = 0) -> GeneratorWorker:
         self._running.add(worker)
@@ -109,7 +119,16 @@ class WorkerPool(QObject):
         return worker
 
     def _forget(self, _cancelled: bool) -> None:
-        self._running = {w for w in self._running if not w.done}
+        done = {w for w in self._running if w.done}
+        self._running -= done
+        # A finished worker's thread can still be on its way out of run(): its C++ objects must not be
+        # deleted under it. Finished workers are let go once no thread of the pool is busy (and only the
+        # last few are kept while a long-lived worker, such as the frame loader, keeps one busy).
+        self._retired.extend(done)
+        if self.pool.activeThreadCount() == 0:
+            self._retired.clear()
+        else:
+            del self._retired[:-_RETIRED_KEPT]
 
     @property
     def running(self) -> int:
