@@ -9,6 +9,7 @@ export    ONNX with the contract and CAM outputs, checked against torch in onnxr
 quantize  static INT8 (QDQ, per-channel), compared with fp32 for accuracy and speed
 graft     fit the explanation head (tumour boxes) and the domain guard, graft them onto an ONNX model
 match-boxes  carry the figshare tumour boxes over to the Kaggle Training pictures cut from them
+single-view  the one-view twin of a model that averages the mirror in its graph (same weights)
 """
 
 from __future__ import annotations
@@ -154,7 +155,22 @@ def _match_boxes_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=2)
 
 
+def _single_view_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("single-view", help="the one-view twin of a model that averages the mirror in its graph "
+                       "(same weights; for measuring what the mirror costs and is worth)")
+    p.add_argument("onnx", type=Path, help="a model exported with --views-in-graph hflip")
+    p.add_argument("--out", type=Path, required=True, help="the one-view ONNX file to write")
+
+
 # -- commands ----------------------------------------------------------------------------------
+def _single_view(args: argparse.Namespace) -> int:
+    from trainer.single_view import write_single_view
+
+    rewired = write_single_view(args.onnx, args.out)
+    print(f"{args.out}: one view ({rewired} view averages rewired to the picture itself), weights checksum restamped")
+    return 0
+
+
 def _graft(args: argparse.Namespace) -> int:
     from trainer.graft_run import GraftSettings, run_graft
 
@@ -302,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     _quantize_parser(sub)
     _graft_parser(sub)
     _match_boxes_parser(sub)
+    _single_view_parser(sub)
     return parser
 
 
@@ -324,6 +341,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _graft(args)
         if args.command == "match-boxes":
             return _match_boxes(args)
+        if args.command == "single-view":
+            return _single_view(args)
     except FitInterrupted as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 130
